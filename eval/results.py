@@ -1,0 +1,136 @@
+"""The results record: the contract between running and reporting.
+
+A record is one JSON file per (model, settings, task). Its top-level fields
+are those of MTEB's ``TaskResult`` (so ``mteb.TaskResult.from_disk`` reads
+it); everything this harness adds sits under the ``"harness"`` key. Per-query
+scores of the main metric go to a sidecar file beside it.
+
+Layout: ``<results_dir>/<model id>/<revision>/<settings>/<TaskName>.json``
+and ``<TaskName>.per_query.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+SCHEMA_VERSION = 1
+HARNESS_KEY = "harness"
+PER_QUERY_SUFFIX = ".per_query.json"
+_UNSAFE_PATH_CHARACTERS = re.compile(r"[^A-Za-z0-9._=+-]+")
+
+
+def path_component(value: str) -> str:
+    """Turn a model id, revision or task name into one safe folder or file name.
+
+    Slashes become ``__`` as in MTEB's result folders; other characters
+    outside ``[A-Za-z0-9._=+-]`` become ``_``, and leading dots are dropped so
+    no component can be ``..`` or hidden.
+    """
+    safe = _UNSAFE_PATH_CHARACTERS.sub("_", value.replace("/", "__")).lstrip(".")
+    return safe or "_"
+
+
+def settings_slug(*, prefix_scheme: str, pooling: str, max_length: int, dtype: str, normalize: bool) -> str:
+    """Name the settings that change scores, so differently configured runs never share a record."""
+    slug = f"prefix-{prefix_scheme}_{pooling}_len{max_length}_{dtype}"
+    if not normalize:
+        slug += "_unnormalized"
+    return path_component(slug)
+
+
+def record_path(results_dir: Path, *, model_id: str, revision: str, settings: str, task_name: str) -> Path:
+    """Return where the record of one (model, settings, task) is written."""
+    folder = results_dir / path_component(model_id) / path_component(revision) / path_component(settings)
+    return folder / f"{path_component(task_name)}.json"
+
+
+def per_query_path(record: Path) -> Path:
+    """Return the sidecar path that holds per-query scores for ``record``."""
+    return record.with_name(record.name.removesuffix(".json") + PER_QUERY_SUFFIX)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+    )
+    try:
+        with handle:
+            json.dump(payload, handle, indent=2, ensure_ascii=False, allow_nan=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def build_record(task_result: Any, harness: Mapping[str, Any]) -> dict[str, Any]:
+    """Combine an MTEB ``TaskResult`` with the harness's metadata into one JSON-ready dict.
+
+    The MTEB part is serialised as ``TaskResult.to_disk`` does it (date as a
+    Unix timestamp, scores rounded to 6 decimals by MTEB).
+    """
+    record = task_result.model_dump(mode="json")
+    record["date"] = task_result.date.timestamp() if task_result.date else None
+    task_result._round_scores(record["scores"], 6)
+    record[HARNESS_KEY] = {"schema_version": SCHEMA_VERSION, **harness}
+    return record
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """Read a record written by :func:`write_json_atomic`.
+
+    Raises:
+        ValueError: the file is not JSON or has no harness section.
+    """
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not a valid results record: {error}") from error
+    if HARNESS_KEY not in record:
+        raise ValueError(f"{path} has no {HARNESS_KEY!r} section; it was not written by this harness")
+    return record
+
+
+def main_score(record: Mapping[str, Any]) -> float:
+    """Return the main score of a record's evaluated split, averaged over subsets as MTEB does."""
+    split = record[HARNESS_KEY]["task"]["split"]
+    entries = record["scores"][split]
+    return sum(entry["main_score"] for entry in entries) / len(entries)
+
+
+SUMMARY_METRICS = {
+    "Retrieval": ("ndcg_at_10", "map_at_10", "mrr_at_10", "recall_at_10", "recall_at_100", "precision_at_10"),
+    "STS": ("cosine_spearman", "cosine_pearson", "manhattan_spearman", "euclidean_spearman"),
+    "Classification": ("accuracy", "f1", "f1_weighted"),
+}
+
+
+def format_summary(record: Mapping[str, Any], path: Path, *, skipped: bool = False) -> str:
+    """Render the few lines printed at the end of a run: task, model, main score, key metrics, record path."""
+    harness = record[HARNESS_KEY]
+    task = harness["task"]
+    model = harness["model"]
+    split = task["split"]
+    entry = record["scores"][split][0]
+
+    lines = [
+        f"{task['name']} ({split}) with {model['model_id']} @ {model['revision']}",
+        f"  settings: prefix scheme {model['prefix_scheme']}, {model['pooling']} pooling, "
+        f"max_length {model['max_length']}, {model['dtype']} on {model['device']}",
+        f"  main score {task['main_score_name']} = {main_score(record):.5f}",
+    ]
+    metrics = [name for name in SUMMARY_METRICS.get(task["type"], ()) if name in entry and name != task["main_score_name"]]
+    if metrics:
+        lines.append("  " + "  ".join(f"{name} {entry[name]:.5f}" for name in metrics))
+    status = "existing record (pass overwrite=true to re-run)" if skipped else "record"
+    lines.append(f"  {status}: {path}")
+    return "\n".join(lines)

@@ -1,0 +1,239 @@
+"""One evaluation: load the encoder and the task, score with MTEB, write the record."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+from eval import config as config_module
+from eval.results import (
+    build_record,
+    per_query_path,
+    read_record,
+    record_path,
+    settings_slug,
+    write_json_atomic,
+)
+
+if TYPE_CHECKING:
+    from eval.config import RunConfig
+    from eval.encoder import E5Encoder
+    from eval.tasks import PreparedTask, TaskPlan
+
+logger = logging.getLogger(__name__)
+
+# pytrec_eval's names for MTEB's retrieval metrics, used to pick per-query scores.
+PYTREC_MEASURES = {"ndcg_at": "ndcg_cut", "map_at": "map_cut", "recall_at": "recall", "precision_at": "P"}
+
+
+@dataclasses.dataclass
+class RunOutcome:
+    """Where a run's record is and what it holds."""
+
+    record_path: Path
+    record: dict[str, Any]
+    skipped: bool
+
+
+class PhaseTimer:
+    """Wall-clock seconds per named phase of a run."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the enclosed block and add it to ``name``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+def run(cfg: "RunConfig", overrides: Optional[list[str]] = None) -> RunOutcome:
+    """Evaluate ``cfg.model`` on ``cfg.task`` and write the results record.
+
+    A record that already exists for the same model, settings and task is
+    returned as it is unless ``cfg.overwrite`` is set.
+    """
+    config_module.validate(cfg)
+    timer = PhaseTimer()
+    prefix_scheme = config_module.effective_prefix_scheme(cfg)
+
+    with timer.phase("load_model"):
+        from eval.encoder import E5Encoder
+
+        encoder = E5Encoder(cfg.model, prefix_scheme=prefix_scheme)
+
+    settings = settings_slug(
+        prefix_scheme=prefix_scheme,
+        pooling=cfg.model.pooling,
+        max_length=encoder.max_length,
+        dtype=encoder.effective_dtype,
+        normalize=cfg.model.normalize,
+    )
+    task_record_name = cfg.task.mteb_name if cfg.task.source == "beir" and cfg.task.mteb_name else cfg.task.name
+    path = record_path(
+        Path(cfg.results_dir),
+        model_id=encoder.checkpoint.model_id,
+        revision=encoder.checkpoint.revision,
+        settings=settings,
+        task_name=task_record_name,
+    )
+    if path.exists() and not cfg.overwrite:
+        logger.info("A record for this configuration exists at %s; pass overwrite=true to run again", path)
+        return RunOutcome(record_path=path, record=read_record(path), skipped=True)
+
+    with timer.phase("load_data"):
+        from eval.tasks import prepare_task
+
+        plan = prepare_task(cfg.task, Path(cfg.data_dir))
+
+    with timer.phase("evaluate"):
+        task_result, phases = _evaluate(encoder, plan, cfg.show_progress_bar)
+
+    harness = _harness_section(cfg, overrides or [], encoder, plan, settings, timer.seconds, phases)
+    record = build_record(task_result, harness)
+    write_json_atomic(per_query_path(path), _per_query_payload(plan, record))
+    write_json_atomic(path, record)
+    logger.info("Wrote %s", path)
+    return RunOutcome(record_path=path, record=record, skipped=False)
+
+
+def _evaluate(encoder: "E5Encoder", plan: "TaskPlan", show_progress_bar: bool) -> tuple[Any, list[dict[str, Any]]]:
+    import mteb
+
+    task_results = []
+    phases: list[dict[str, Any]] = []
+    for part in plan.parts:
+        _capture_per_query_scores(part)
+        # cache=None: MTEB's result cache would otherwise return an earlier
+        # score for the same model name and revision instead of running.
+        model_result = mteb.evaluate(
+            encoder,
+            part.task,
+            cache=None,
+            overwrite_strategy="always",
+            show_progress_bar=show_progress_bar,
+            encode_kwargs={"batch_size": encoder.model_cfg.batch_size, "show_progress_bar": show_progress_bar},
+        )
+        task_result = model_result.task_results[0]
+        task_results.append(task_result)
+        for phase in task_result.evaluation_phases or []:
+            phase_fields = phase if isinstance(phase, dict) else phase.model_dump(mode="json")
+            phases.append({"task": part.task.metadata.name, **phase_fields})
+
+    if plan.aggregate is not None:
+        return plan.aggregate.combine_task_results(task_results), phases
+    return task_results[0], phases
+
+
+def _capture_per_query_scores(part: "PreparedTask") -> None:
+    # MTEB computes per-query retrieval scores with pytrec_eval and hands them to
+    # the task's ``task_specific_scores`` hook before averaging; wrapping that
+    # hook on this one task object keeps them without re-scoring.
+    task = part.task
+    original = getattr(task, "task_specific_scores", None)
+    if original is None:
+        return
+
+    def keep_per_query(scores: dict[str, dict[str, float]], *args: Any, **kwargs: Any) -> dict[str, float]:
+        part.per_query_scores = {query_id: dict(values) for query_id, values in scores.items()}
+        return original(scores, *args, **kwargs)
+
+    task.task_specific_scores = keep_per_query  # type: ignore[method-assign]
+
+
+def _pytrec_measure(main_score: str) -> Optional[str]:
+    for mteb_prefix, pytrec_prefix in PYTREC_MEASURES.items():
+        if main_score.startswith(mteb_prefix + "_"):
+            return f"{pytrec_prefix}_{main_score.rsplit('_', 1)[1]}"
+    return None
+
+
+def _per_query_payload(plan: "TaskPlan", record: dict[str, Any]) -> dict[str, Any]:
+    main_score_name = plan.parts[0].task.metadata.main_score
+    measure = _pytrec_measure(main_score_name)
+    scores: dict[str, float] = {}
+    for part in plan.parts:
+        key_prefix = f"{part.task.metadata.name}/" if len(plan.parts) > 1 else ""
+        for query_id, values in part.per_query_scores.items():
+            if measure and measure in values:
+                scores[key_prefix + query_id] = values[measure]
+    # NOTE: only retrieval tasks expose per-query scores through MTEB; for other
+    # task types the sidecar records the metric name and an empty mapping.
+    return {
+        "task_name": record["task_name"],
+        "split": record["harness"]["task"]["split"],
+        "metric": main_score_name,
+        "pytrec_eval_measure": measure,
+        "scores": scores,
+    }
+
+
+def _harness_section(
+    cfg: "RunConfig",
+    overrides: list[str],
+    encoder: "E5Encoder",
+    plan: "TaskPlan",
+    settings: str,
+    timings: dict[str, float],
+    mteb_phases: list[dict[str, Any]],
+) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    from eval.environment import environment, git_state
+
+    first_task = plan.parts[0].task
+    split = first_task.eval_splits[0]
+    stats = encoder.stats
+    return {
+        "config": OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True),
+        "overrides": list(overrides),
+        "settings": settings,
+        "task": {
+            "config": plan.config_name,
+            "name": plan.name,
+            "type": first_task.metadata.type,
+            "split": split,
+            "main_score_name": first_task.metadata.main_score,
+            "ignore_identical_ids": getattr(first_task, "ignore_identical_ids", None),
+            "subtasks": [part.task.metadata.name for part in plan.parts] if len(plan.parts) > 1 else [],
+            "data_sources": {part.task.metadata.name: part.data_source for part in plan.parts},
+            "fingerprints": {part.task.metadata.name: part.fingerprints for part in plan.parts},
+        },
+        "model": {
+            "config_name": cfg.model.name,
+            "model_id": encoder.checkpoint.model_id,
+            "revision": encoder.checkpoint.revision,
+            "source": encoder.checkpoint.source,
+            "weights_file": encoder.checkpoint.weights_file,
+            "weights_sha256": encoder.checkpoint.weights_sha256,
+            "dtype": encoder.effective_dtype,
+            "device": str(encoder.device),
+            "pooling": cfg.model.pooling,
+            "normalize": cfg.model.normalize,
+            "normalize_classification": cfg.model.normalize_classification,
+            "max_length": encoder.max_length,
+            "batch_size": cfg.model.batch_size,
+            "attn_implementation": getattr(encoder.model.config, "_attn_implementation", None),
+            "prefix_scheme": encoder.prefix_scheme,
+            "prefixes": dict(stats.prefixes),
+        },
+        "encoding": {
+            "texts": stats.texts,
+            "unique_texts": stats.unique_texts,
+            "tokens": stats.tokens,
+            "texts_at_max_length": stats.truncated,
+            "texts_by_prompt_type": dict(stats.prompt_type_counts),
+        },
+        "environment": environment(),
+        "git": git_state(),
+        "timings": {**timings, "total": round(sum(timings.values()), 3)},
+        "mteb_phases": mteb_phases,
+    }

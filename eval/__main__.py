@@ -10,39 +10,17 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from pathlib import Path
 from typing import Optional
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-VERSION_BASE = "1.3"
+from eval.config import CONFIG_DIR, VERSION_BASE, register_mteb_task_configs
+
 
 # Flags after which Hydra skips the usual run; composition errors are then Hydra's to report.
 _NON_RUN_FLAGS = {"-m", "--multirun", "-h", "--help", "--hydra-help", "-i", "--info", "-sc", "--shell-completion"}
 # Flags of Hydra's command line that take a value.
 _FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "--info", "-i"}
-_MTEB_TASK_OVERRIDE = re.compile(r"^\+{0,2}task=mteb/(?P<names>.+)$")
 
 logger = logging.getLogger("eval")
-
-
-def register_mteb_task_configs(arguments: list[str]) -> None:
-    """Add a ``task/mteb/<TaskName>`` config for each MTEB task named on the command line.
-
-    MTEB's registry holds over a thousand tasks, so their configs are created
-    on demand instead of shipped as files; whether the name exists in MTEB is
-    checked when the run starts.
-    """
-    from hydra.core.config_store import ConfigStore
-
-    store = ConfigStore.instance()
-    for argument in arguments:
-        match = _MTEB_TASK_OVERRIDE.match(argument)
-        if not match:
-            continue
-        for name in match.group("names").split(","):
-            name = name.strip()
-            if name and not (CONFIG_DIR / "task" / "mteb" / f"{name}.yaml").exists():
-                store.store(group="task/mteb", name=name, node={"source": "mteb", "name": name})
 
 
 def _overrides(arguments: list[str]) -> list[str]:
@@ -62,15 +40,48 @@ def _overrides(arguments: list[str]) -> list[str]:
     return overrides
 
 
+_UNKNOWN_KEY = re.compile(r"Key '(?P<key>[^']+)' not in '(?P<schema>\w+)'")
+_SCHEMA_SECTIONS = {"ModelConfig": "model", "TaskConfig": "task", "RunConfig": ""}
+
+
+def _unknown_key_message(text: str) -> Optional[str]:
+    from dataclasses import fields
+
+    from eval import config
+
+    match = _UNKNOWN_KEY.search(text)
+    if not match or match.group("schema") not in _SCHEMA_SECTIONS:
+        return None
+    section = _SCHEMA_SECTIONS[match.group("schema")]
+    full_key = f"{section}.{match.group('key')}" if section else match.group("key")
+    names = ", ".join(field.name for field in fields(getattr(config, match.group("schema"))))
+    return f"unknown key {full_key!r}; valid keys of {section or 'the run config'}: {names}"
+
+
 def _one_line(error: BaseException) -> str:
     from hydra.errors import MissingConfigException
 
-    if isinstance(error, MissingConfigException) and error.options is not None and error.missing_cfg_file:
-        group, _, option = error.missing_cfg_file.rpartition("/")
-        return f"unknown {group or 'config'} {option!r}; valid choices: {', '.join(error.options)}"
+    from eval.config import task_choices
 
-    text = str(error).split("\nConfig search path", 1)[0]
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file:
+        group, _, option = error.missing_cfg_file.rpartition("/")
+        if group.startswith("task"):
+            return f"unknown task {error.missing_cfg_file.removeprefix('task/')!r}; valid choices: {', '.join(task_choices())}"
+        if error.options is not None:
+            return f"unknown {group or 'config'} {option!r}; valid choices: {', '.join(error.options)}"
+
+    messages = [str(error)] + ([str(error.__cause__)] if error.__cause__ is not None else [])
+    text = " ".join(messages)
+    if "You must specify 'task'" in text:
+        return f"no task chosen; pass task=<choice>, one of: {', '.join(task_choices())}"
+    unknown_key = _unknown_key_message(text)
+    if unknown_key:
+        return unknown_key
+
+    lines = []
+    for message in messages:
+        message = message.split("\nConfig search path", 1)[0].split("\n    full_key:", 1)[0]
+        lines.extend(line.strip() for line in message.splitlines() if line.strip())
     return " ".join(lines)
 
 

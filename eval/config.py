@@ -9,11 +9,16 @@ never import Hydra.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+VERSION_BASE = "1.3"
+_MTEB_TASK_OVERRIDE = re.compile(r"^\+{0,2}task=mteb/(?P<names>.+)$")
 
 POOLING_MODES = ("mean", "cls")
 PREFIX_SCHEMES = ("e5", "mteb", "e5-instruct", "none")
@@ -72,13 +77,70 @@ class RunConfig:
 
 
 def register_schemas() -> None:
-    """Register the schemas in Hydra's ConfigStore so YAML files can extend them."""
+    """Register the run schema in Hydra's ConfigStore; ``configs/config.yaml`` extends it."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     store.store(name="run_schema", node=RunConfig)
-    store.store(group="model", name="model_schema", node=ModelConfig)
-    store.store(group="task", name="task_schema", node=TaskConfig)
+
+
+def register_mteb_task_configs(arguments: list[str]) -> None:
+    """Add a ``task/mteb/<TaskName>`` config for each MTEB task named in ``arguments``.
+
+    MTEB's registry holds over a thousand tasks, so their configs are created
+    on demand instead of shipped as files; whether the name exists in MTEB is
+    checked when the run starts.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for argument in arguments:
+        match = _MTEB_TASK_OVERRIDE.match(argument)
+        if not match:
+            continue
+        for name in match.group("names").split(","):
+            name = name.strip()
+            if name and not (CONFIG_DIR / "task" / "mteb" / f"{name}.yaml").exists():
+                store.store(group="task/mteb", name=name, node={"source": "mteb", "name": name})
+
+
+def compose_run_config(overrides: list[str]) -> RunConfig:
+    """Compose ``configs/config.yaml`` with command-line style overrides, without ``@hydra.main``.
+
+    This is how tests, regression checks and other entry points build the same
+    configuration that ``python -m eval`` would.
+    """
+    from hydra import compose, initialize_config_dir
+
+    register_schemas()
+    register_mteb_task_configs(overrides)
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=VERSION_BASE):
+        cfg = compose(config_name="config", overrides=overrides)
+    return to_run_config(cfg)
+
+
+def model_config_names() -> list[str]:
+    """Return the options of the ``model`` config group."""
+    return sorted(path.stem for path in (CONFIG_DIR / "model").glob("*.yaml"))
+
+
+def task_choices() -> list[str]:
+    """Return the options of the ``task`` group: every BEIR config and the MTEB pattern."""
+    beir = sorted(f"beir/{path.stem}" for path in (CONFIG_DIR / "task" / "beir").glob("*.yaml"))
+    return beir + ["mteb/<any MTEB task name, e.g. STSBenchmark>"]
+
+
+def load_model_config(name: str) -> ModelConfig:
+    """Load ``configs/model/<name>.yaml`` into a typed :class:`ModelConfig`.
+
+    Raises:
+        ConfigError: no such model config; the message lists the valid names.
+    """
+    path = CONFIG_DIR / "model" / f"{name}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown model {name!r}; valid choices: {', '.join(model_config_names())}")
+    merged = OmegaConf.merge(OmegaConf.structured(ModelConfig), OmegaConf.load(path))
+    return OmegaConf.to_object(merged)  # type: ignore[return-value]
 
 
 def _check_choice(key: str, value: Any, choices: tuple[str, ...]) -> None:

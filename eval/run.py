@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -112,16 +114,20 @@ def _evaluate(encoder: "E5Encoder", plan: "TaskPlan", show_progress_bar: bool) -
     phases: list[dict[str, Any]] = []
     for part in plan.parts:
         _capture_per_query_scores(part)
-        # cache=None: MTEB's result cache would otherwise return an earlier
-        # score for the same model name and revision instead of running.
-        model_result = mteb.evaluate(
-            encoder,
-            part.task,
-            cache=None,
-            overwrite_strategy="always",
-            show_progress_bar=show_progress_bar,
-            encode_kwargs={"batch_size": encoder.model_cfg.batch_size, "show_progress_bar": show_progress_bar},
-        )
+        with tempfile.TemporaryDirectory(prefix="eval-predictions-") as prediction_folder:
+            # cache=None: MTEB's result cache would otherwise return an earlier
+            # score for the same model name and revision instead of running.
+            model_result = mteb.evaluate(
+                encoder,
+                part.task,
+                cache=None,
+                overwrite_strategy="always",
+                show_progress_bar=show_progress_bar,
+                encode_kwargs={"batch_size": encoder.model_cfg.batch_size, "show_progress_bar": show_progress_bar},
+                prediction_folder=None if _is_retrieval(part) else prediction_folder,
+            )
+            if not _is_retrieval(part):
+                part.predictions = _read_predictions(Path(prediction_folder), part)
         task_result = model_result.task_results[0]
         task_results.append(task_result)
         for phase in task_result.evaluation_phases or []:
@@ -131,6 +137,24 @@ def _evaluate(encoder: "E5Encoder", plan: "TaskPlan", show_progress_bar: bool) -
     if plan.aggregate is not None:
         return plan.aggregate.combine_task_results(task_results), phases
     return task_results[0], phases
+
+
+def _is_retrieval(part: "PreparedTask") -> bool:
+    return part.task.metadata.type in {"Retrieval", "Reranking"}
+
+
+def _read_predictions(folder: Path, part: "PreparedTask") -> Any:
+    # MTEB writes {subset: {split: predictions}} per task; this harness reads
+    # the first subset of the evaluated split.
+    files = list(folder.glob("*_predictions.json"))
+    if not files:
+        return None
+    payload = json.loads(files[0].read_text(encoding="utf-8"))
+    split = part.task.eval_splits[0]
+    for subset, by_split in payload.items():
+        if subset != "mteb_model_meta" and split in by_split:
+            return by_split[split]
+    return None
 
 
 def _capture_per_query_scores(part: "PreparedTask") -> None:
@@ -157,23 +181,53 @@ def _pytrec_measure(main_score: str) -> Optional[str]:
 
 
 def _per_query_payload(plan: "TaskPlan", record: dict[str, Any]) -> dict[str, Any]:
-    main_score_name = plan.parts[0].task.metadata.main_score
-    measure = _pytrec_measure(main_score_name)
-    scores: dict[str, float] = {}
-    for part in plan.parts:
-        key_prefix = f"{part.task.metadata.name}/" if len(plan.parts) > 1 else ""
-        for query_id, values in part.per_query_scores.items():
-            if measure and measure in values:
-                scores[key_prefix + query_id] = values[measure]
-    # NOTE: only retrieval tasks expose per-query scores through MTEB; for other
-    # task types the sidecar records the metric name and an empty mapping.
-    return {
+    """Build the sidecar: one score per query (or test item) whose mean is the main score.
+
+    Retrieval stores the main metric per query, classification the fraction
+    of MTEB's experiments that labelled each test item correctly, and STS the
+    gold and predicted similarity of every pair (Spearman is not a mean).
+    """
+    first = plan.parts[0]
+    main_score_name = first.task.metadata.main_score
+    split = record["harness"]["task"]["split"]
+    payload: dict[str, Any] = {
         "task_name": record["task_name"],
-        "split": record["harness"]["task"]["split"],
+        "split": split,
         "metric": main_score_name,
-        "pytrec_eval_measure": measure,
-        "scores": scores,
+        "kind": "none",
+        "scores": {},
     }
+
+    measure = _pytrec_measure(main_score_name)
+    if _is_retrieval(first) and measure:
+        payload["kind"] = "per_query"
+        payload["pytrec_eval_measure"] = measure
+        for part in plan.parts:
+            key_prefix = f"{part.task.metadata.name}/" if len(plan.parts) > 1 else ""
+            for query_id, values in part.per_query_scores.items():
+                if measure in values:
+                    payload["scores"][key_prefix + query_id] = values[measure]
+        return payload
+
+    task_type = first.task.metadata.type
+    if task_type == "Classification" and main_score_name == "accuracy" and first.predictions:
+        labels = list(first.task.dataset[split]["label"])
+        experiments = [list(run) for run in first.predictions]
+        if all(len(run) == len(labels) for run in experiments):
+            payload["kind"] = "per_item"
+            for index, label in enumerate(labels):
+                correct = sum(1 for run in experiments if run[index] == label)
+                payload["scores"][str(index)] = correct / len(experiments)
+        return payload
+
+    if task_type == "STS" and isinstance(first.predictions, dict):
+        column = "cosine_scores" if main_score_name.startswith("cosine") else None
+        if column and column in first.predictions:
+            payload["kind"] = "sts_pairs"
+            payload["gold"] = [float(score) for score in first.task.dataset[split]["score"]]
+            payload["predicted"] = [float(score) for score in first.predictions[column]]
+    # NOTE: other task types keep no per-item scores yet; their sidecar has kind "none".
+    return payload
 
 
 def _harness_section(

@@ -44,6 +44,7 @@ class PreparedTask:
     data_source: str
     fingerprints: dict[str, str]
     per_query_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    predictions: Any = None
 
 
 @dataclass

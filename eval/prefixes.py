@@ -4,22 +4,19 @@ One function, :func:`resolve_prefix`, maps (scheme, task type, task name,
 prompt type) to the string put in front of every text. The encoder calls it;
 no other module knows a prefix.
 
-Rules of each scheme, in the order they are checked:
+Rules, checked in this order for each scheme:
 
-=============  ===========================================  ===============  ==================
-scheme         task                                         query            document
-=============  ===========================================  ===============  ==================
-``e5``         retrieval task whose documents are queries   ``"query: "``    ``"query: "``
-               (``DOCUMENTS_AS_QUERIES``, e.g. Quora)
-``e5``         asymmetric type (``ASYMMETRIC_TASK_TYPES``)  ``"query: "``    ``"passage: "``
-``e5``         any other type (STS, classification, ...)    ``"query: "``    ``"query: "``
-``e5-instruct``  asymmetric type                            instruction      ``""``
-``e5-instruct``  any other type                             instruction      instruction
-``mteb``       MTEB's own E5 entry: ``query``/``document``  ``"query: "``    ``"passage: "``
-               prompts, looked up by MTEB's rules, so
-               a task without a prompt type gets ``""``
-``none``       every task                                   ``""``           ``""``
-=============  ===========================================  ===============  ==================
+- ``e5``: (1) documents of a task in ``DOCUMENTS_AS_QUERIES`` (Quora) get
+  ``"query: "``; (2) documents of an asymmetric task type
+  (``ASYMMETRIC_TASK_TYPES``: retrieval, reranking) get ``"passage: "``;
+  (3) every other text, queries and all texts of STS, classification,
+  clustering and the other symmetric types, gets ``"query: "``.
+- ``e5-instruct``: (1) documents of an asymmetric task type get no prefix;
+  (2) every other text gets the instruction.
+- ``mteb``: MTEB's own E5 prompt table (``query`` -> ``"query: "``,
+  ``document`` -> ``"passage: "``), looked up by MTEB's own rules, so a text
+  without a prompt type (STS, classification, ...) gets no prefix.
+- ``none``: no prefix.
 
 "instruction" is ``"Instruct: {task description}\\nQuery: "`` with the task's
 description taken from MTEB's task metadata, as multilingual-e5-large-instruct

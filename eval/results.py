@@ -50,7 +50,7 @@ def record_path(results_dir: Path, *, model_id: str, revision: str, settings: st
 
 
 def per_query_path(record: Path) -> Path:
-    """Return the sidecar path that holds per-query scores for ``record``."""
+    """Return the path of the sidecar file with per-query scores for ``record``."""
     return record.with_name(record.name.removesuffix(".json") + PER_QUERY_SUFFIX)
 
 

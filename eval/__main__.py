@@ -123,13 +123,14 @@ def main() -> None:
         from eval.beir_data import DataError
         from eval.checkpoint import CheckpointError
         from eval.config import ConfigError, to_run_config
+        from eval.encoder import EncodingOutOfMemoryError
         from eval.results import format_summary
         from eval.run import run
 
         overrides = list(HydraConfig.get().overrides.task)
         try:
             outcome = run(to_run_config(cfg), overrides)
-        except (ConfigError, CheckpointError, DataError, FloatingPointError) as error:
+        except (ConfigError, CheckpointError, DataError, FloatingPointError, EncodingOutOfMemoryError) as error:
             logger.error("%s", error)
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(1) from None

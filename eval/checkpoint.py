@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import logging
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -161,11 +162,14 @@ def load_model_and_tokenizer(
     """Load the transformers encoder and its tokenizer from the checkpoint folder.
 
     The dtype is passed explicitly: transformers 5 otherwise loads the dtype
-    written in the checkpoint's config. Pickle-based ``pytorch_model.bin``
-    weights are read with torch's ``weights_only`` loader by transformers.
+    written in the checkpoint's config. ``model.safetensors`` is preferred
+    when a folder contains both weight files, and pickle-based ``pytorch_model.bin``
+    weights are read with torch's ``weights_only`` unpickler, which rejects
+    any pickle that would import and call code.
 
     Raises:
-        CheckpointError: the checkpoint needs ``trust_remote_code`` or cannot be read.
+        CheckpointError: the checkpoint needs ``trust_remote_code``, its pickle
+            holds more than tensors, or it cannot be read.
     """
     from transformers import AutoModel, AutoTokenizer
 
@@ -176,8 +180,17 @@ def load_model_and_tokenizer(
             info.folder,
             dtype=dtype,
             use_safetensors=info.weights_file.endswith(".safetensors"),
+            weights_only=True,
             **kwargs,
         )
+    except pickle.UnpicklingError as error:
+        reason = str(error).strip().splitlines()[-1]
+        raise CheckpointError(
+            f"could not load {info.weights_file} of checkpoint {info.model_id} from {info.folder}: torch's "
+            f"weights-only unpickler rejected it ({reason}), so the file contains objects other than tensors "
+            "and loading it could run code. Ask for a model.safetensors file, or convert a checkpoint you trust "
+            "with safetensors.torch.save_file"
+        ) from error
     except ValueError as error:
         if "trust_remote_code" in str(error):
             raise CheckpointError(

@@ -74,6 +74,8 @@ class RunConfig:
     prefix_scheme: Optional[str] = None
     overwrite: bool = False
     show_progress_bar: bool = True
+    cache_dir: Optional[str] = ".cache/embeddings"
+    cache_chunk_size: int = 4096
 
 
 def register_schemas() -> None:
@@ -164,6 +166,8 @@ def validate(cfg: RunConfig) -> None:
 
     if cfg.model.max_length < 1:
         raise ConfigError(f"invalid value model.max_length={cfg.model.max_length}; it must be a positive number of tokens")
+    if cfg.cache_chunk_size < 1:
+        raise ConfigError(f"invalid value cache_chunk_size={cfg.cache_chunk_size}; it must be at least 1 text")
     if cfg.model.batch_size < 1:
         raise ConfigError(f"invalid value model.batch_size={cfg.model.batch_size}; it must be at least 1")
     if not (cfg.model.hf_id or cfg.model.path or cfg.model.package):
@@ -186,6 +190,8 @@ def to_run_config(cfg: DictConfig | RunConfig) -> RunConfig:
         run_cfg = cfg
     run_cfg.data_dir = str(Path(os.path.expanduser(run_cfg.data_dir)).resolve())
     run_cfg.results_dir = str(Path(os.path.expanduser(run_cfg.results_dir)).resolve())
+    if run_cfg.cache_dir:
+        run_cfg.cache_dir = str(Path(os.path.expanduser(run_cfg.cache_dir)).resolve())
     if run_cfg.model.path:
         run_cfg.model.path = str(Path(os.path.expanduser(run_cfg.model.path)).resolve())
     return run_cfg

@@ -7,9 +7,11 @@ pooled over the attention mask and, where the task wants it, L2-normalised.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
@@ -21,6 +23,7 @@ from tqdm.auto import tqdm
 from eval import prefixes
 from eval.config import ConfigError
 from eval.checkpoint import CheckpointInfo, load_model_and_tokenizer, resolve_checkpoint
+from eval.embedding_cache import EmbeddingCache
 
 if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
@@ -32,6 +35,17 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DEFAULT_CHUNK_SIZE = 4096
+# A NaN error names at most this many of the texts involved.
+NAMED_TEXTS = 3
+
+
+class NonFiniteEmbeddingError(FloatingPointError):
+    """The model produced NaN or infinite embeddings; the message names the texts involved."""
+
+
+class EncodingOutOfMemoryError(RuntimeError):
+    """A single text does not fit in accelerator memory even at batch size 1."""
 
 
 def mean_pooling(last_hidden_state: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -93,6 +107,9 @@ class EncodeStats:
     tokens: int = 0
     prefixes: dict[str, str] = field(default_factory=dict)
     prompt_type_counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    chunks_reused: int = 0
+    chunks_encoded: int = 0
+    out_of_memory_retries: int = 0
 
 
 class E5Encoder(AbsEncoder):
@@ -101,9 +118,18 @@ class E5Encoder(AbsEncoder):
     Args:
         model_cfg: checkpoint location, pooling, normalisation, max_length and batching.
         prefix_scheme: ``e5``, ``e5-instruct``, ``mteb`` or ``none`` (see :mod:`eval.prefixes`).
+        cache_dir: folder of the embedding cache that makes encoding resumable; None turns it off.
+        chunk_size: texts per stored chunk, rounded up to a multiple of the batch size.
     """
 
-    def __init__(self, model_cfg: "ModelConfig", prefix_scheme: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        model_cfg: "ModelConfig",
+        prefix_scheme: Optional[str] = None,
+        *,
+        cache_dir: Optional[Path] = None,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+    ) -> None:
         self.model_cfg = model_cfg
         self.prefix_scheme = prefix_scheme or model_cfg.prefix_scheme
         self.device = select_device(model_cfg.device)
@@ -118,6 +144,11 @@ class E5Encoder(AbsEncoder):
         self.max_length = min(model_cfg.max_length, self._model_max_positions())
         self.pool = POOLING[model_cfg.pooling]
         self.stats = EncodeStats()
+        # The batch size in force; halved for the rest of the run after an out-of-memory error.
+        self.batch_size = model_cfg.batch_size
+        # Whole batches per chunk, so that cached and freshly encoded chunks pad identically.
+        self.chunk_size = -(-max(chunk_size, 1) // self.batch_size) * self.batch_size
+        self.cache = EmbeddingCache(cache_dir, self.fingerprint()) if cache_dir is not None else None
         self.mteb_model_meta = self._model_meta()
         logger.info(
             "Loaded %s (revision %s) on %s in %s; pooling=%s, max_length=%d, prefix scheme %s",
@@ -134,6 +165,27 @@ class E5Encoder(AbsEncoder):
     def effective_dtype(self) -> str:
         """The dtype of the loaded weights, read back from the model."""
         return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Describe everything about this encoder that changes the bits of an embedding."""
+        import tokenizers
+        import transformers
+
+        return {
+            "model_id": self.checkpoint.model_id,
+            "revision": self.checkpoint.revision,
+            "weights_sha256": self.checkpoint.weights_sha256,
+            "tokenizer_files_sha256": _tokenizer_files_sha256(Path(self.checkpoint.folder)),
+            "dtype": self.effective_dtype,
+            "device_type": self.device.type,
+            "max_length": self.max_length,
+            "pooling": self.model_cfg.pooling,
+            "batch_size": self.model_cfg.batch_size,
+            "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "tokenizers": tokenizers.__version__,
+        }
 
     def _model_max_positions(self) -> int:
         positions = getattr(self.model.config, "max_position_embeddings", None) or self.model_cfg.max_length
@@ -221,7 +273,13 @@ class E5Encoder(AbsEncoder):
         """Embed already-prefixed texts; identical texts are encoded once.
 
         Texts are tokenised once, sorted by length so that each batch pads
-        little, and put back in input order at the end.
+        little, and put back in input order at the end. The sorted texts are
+        encoded in chunks of whole batches. With a cache, each finished chunk
+        is stored, and a chunk found there is not encoded again.
+
+        Raises:
+            NonFiniteEmbeddingError: the model produced NaN or infinite values.
+            EncodingOutOfMemoryError: one text does not fit in accelerator memory.
         """
         unique_texts = list(dict.fromkeys(texts))
         position = {text: i for i, text in enumerate(unique_texts)}
@@ -242,21 +300,114 @@ class E5Encoder(AbsEncoder):
         )
         lengths = encoded["length"]
         self.stats.tokens += int(sum(lengths))
-        self.stats.truncated += sum(1 for n in lengths if n >= self.max_length)
+        at_max_length = sum(1 for n in lengths if n >= self.max_length)
+        self.stats.truncated += at_max_length
+        if at_max_length:
+            logger.info(
+                "%s: %d of %d texts reach max_length=%d tokens; longer ones are truncated",
+                description,
+                at_max_length,
+                len(unique_texts),
+                self.max_length,
+            )
 
         order = np.argsort(-np.asarray(lengths), kind="stable")
         unique_embeddings = np.empty((len(unique_texts), hidden_size), dtype=np.float32)
-        batch_size = self.model_cfg.batch_size
-        batches = range(0, len(order), batch_size)
-        for start in tqdm(batches, desc=description, disable=not show_progress_bar, unit="batch"):
-            indices = order[start : start + batch_size]
-            features = self.tokenizer.pad(
-                {key: [encoded[key][i] for i in indices] for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded},
-                return_tensors="pt",
-            )
-            unique_embeddings[indices] = self._forward(features, normalize=normalize)
+        chunks = range(0, len(order), self.chunk_size)
+        progress = tqdm(
+            total=-(-len(order) // self.batch_size), desc=description, disable=not show_progress_bar, unit="batch"
+        )
+        with progress:
+            for number, start in enumerate(chunks, start=1):
+                indices = order[start : start + self.chunk_size]
+                unique_embeddings[indices] = self._embed_chunk(
+                    encoded, indices, unique_texts, normalize=normalize, description=description, progress=progress
+                )
+                if len(chunks) > 1:
+                    logger.info("%s: chunk %d/%d done (%d texts)", description, number, len(chunks), len(indices))
 
         return unique_embeddings[[position[text] for text in texts]]
+
+    def _embed_chunk(
+        self,
+        encoded: Any,
+        indices: np.ndarray,
+        unique_texts: list[str],
+        *,
+        normalize: bool,
+        description: str,
+        progress: Any,
+    ) -> np.ndarray:
+        hidden_size = int(self.model.config.hidden_size)
+        key = None
+        if self.cache is not None:
+            key = self.cache.chunk_key([unique_texts[i] for i in indices], normalize=normalize)
+            cached = self.cache.load(key, rows=len(indices), dim=hidden_size)
+            if cached is not None:
+                self.stats.chunks_reused += 1
+                progress.update(-(-len(indices) // self.batch_size))
+                return cached
+
+        embeddings = np.empty((len(indices), hidden_size), dtype=np.float32)
+        start = 0
+        while start < len(indices):
+            batch = indices[start : start + self.batch_size]
+            out_of_memory = False
+            try:
+                embeddings[start : start + len(batch)] = self._embed_batch(
+                    encoded, batch, unique_texts, normalize=normalize, description=description
+                )
+            except torch.OutOfMemoryError as error:
+                if len(batch) == 1:
+                    raise EncodingOutOfMemoryError(
+                        f"{description}: the accelerator ran out of memory on a single text of "
+                        f"{len(encoded['input_ids'][batch[0]])} tokens ({error}); lower model.max_length "
+                        "or free accelerator memory"
+                    ) from error
+                out_of_memory = True
+            # The retry happens outside the except block, so the failed batch's
+            # tensors, which the traceback keeps alive, are freed first.
+            if out_of_memory:
+                self._halve_batch_size(len(batch), description)
+                continue
+            start += len(batch)
+            progress.update(1)
+
+        if self.cache is not None and key is not None:
+            self.cache.store(key, embeddings)
+        self.stats.chunks_encoded += 1
+        return embeddings
+
+    def _halve_batch_size(self, failed_batch: int, description: str) -> None:
+        self.batch_size = max(1, failed_batch // 2)
+        self.stats.out_of_memory_retries += 1
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        logger.warning(
+            "%s: out of memory on a batch of %d texts; retrying with batch size %d for the rest of the run",
+            description,
+            failed_batch,
+            self.batch_size,
+        )
+
+    def _embed_batch(
+        self, encoded: Any, batch: np.ndarray, unique_texts: list[str], *, normalize: bool, description: str
+    ) -> np.ndarray:
+        keys = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in encoded]
+        features = self.tokenizer.pad({key: [encoded[key][i] for i in batch] for key in keys}, return_tensors="pt")
+        embeddings = self._forward(features, normalize=normalize)
+
+        finite = np.isfinite(embeddings).all(axis=1)
+        if not finite.all():
+            bad = [unique_texts[batch[row]] for row in np.flatnonzero(~finite)]
+            named = ", ".join(_excerpt(text) for text in bad[:NAMED_TEXTS])
+            more = f" and {len(bad) - NAMED_TEXTS} more" if len(bad) > NAMED_TEXTS else ""
+            raise NonFiniteEmbeddingError(
+                f"{description}: the model produced NaN or infinite embeddings for {len(bad)} of {len(batch)} "
+                f"texts in a batch: {named}{more}. With model.dtype=float16 try bfloat16 or float32; otherwise "
+                "check the checkpoint's weights for NaN values"
+            )
+        return embeddings
 
     @torch.inference_mode()
     def _forward(self, features: dict[str, torch.Tensor], *, normalize: bool) -> np.ndarray:
@@ -265,10 +416,18 @@ class E5Encoder(AbsEncoder):
         pooled = self.pool(output.last_hidden_state, features["attention_mask"]).float()
         if normalize:
             pooled = torch.nn.functional.normalize(pooled, p=2, dim=-1)
+        return pooled.cpu().numpy()
 
-        embeddings = pooled.cpu().numpy()
-        if not np.isfinite(embeddings).all():
-            raise FloatingPointError(
-                "the model produced NaN or infinite embeddings; with model.dtype=float16 try bfloat16 or float32"
-            )
-        return embeddings
+
+def _excerpt(text: str, limit: int = 100) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _tokenizer_files_sha256(folder: Path) -> str:
+    """Hash the checkpoint's config and tokenizer files (everything but the weights), in name order."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix in {".json", ".txt", ".model"}:
+            digest.update(path.name.encode("utf-8") + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()

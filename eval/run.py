@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
+from filelock import FileLock, Timeout
+
 from eval import config as config_module
 from eval.results import (
     build_record,
@@ -61,7 +63,9 @@ def run(cfg: "RunConfig", overrides: Optional[list[str]] = None) -> RunOutcome:
     """Evaluate ``cfg.model`` on ``cfg.task`` and write the results record.
 
     A record that already exists for the same model, settings and task is
-    returned as it is unless ``cfg.overwrite`` is set.
+    returned as it is unless ``cfg.overwrite`` is set. Runs that write the
+    same record take turns through a lock file beside it, so a second run
+    waits for the first and then returns the first run's record.
     """
     config_module.validate(cfg)
     timer = PhaseTimer()
@@ -70,7 +74,12 @@ def run(cfg: "RunConfig", overrides: Optional[list[str]] = None) -> RunOutcome:
     with timer.phase("load_model"):
         from eval.encoder import E5Encoder
 
-        encoder = E5Encoder(cfg.model, prefix_scheme=prefix_scheme)
+        encoder = E5Encoder(
+            cfg.model,
+            prefix_scheme=prefix_scheme,
+            cache_dir=Path(cfg.cache_dir) if cfg.cache_dir else None,
+            chunk_size=cfg.cache_chunk_size,
+        )
 
     settings = settings_slug(
         prefix_scheme=prefix_scheme,
@@ -88,23 +97,58 @@ def run(cfg: "RunConfig", overrides: Optional[list[str]] = None) -> RunOutcome:
         task_name=task_record_name,
     )
     if path.exists() and not cfg.overwrite:
-        logger.info("A record for this configuration exists at %s; pass overwrite=true to run again", path)
-        return RunOutcome(record_path=path, record=read_record(path), skipped=True)
+        return _existing(path)
 
-    with timer.phase("load_data"):
-        from eval.tasks import prepare_task
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _record_lock(path):
+        if path.exists() and not cfg.overwrite:
+            return _existing(path)
 
-        plan = prepare_task(cfg.task, Path(cfg.data_dir))
+        with timer.phase("load_data"):
+            from eval.tasks import prepare_task
 
-    with timer.phase("evaluate"):
-        task_result, phases = _evaluate(encoder, plan, cfg.show_progress_bar)
+            plan = prepare_task(cfg.task, Path(cfg.data_dir))
 
-    harness = _harness_section(cfg, overrides or [], encoder, plan, settings, timer.seconds, phases)
-    record = build_record(task_result, harness)
-    write_json_atomic(per_query_path(path), _per_query_payload(plan, record))
-    write_json_atomic(path, record)
+        with timer.phase("evaluate"):
+            task_result, phases = _evaluate(encoder, plan, cfg.show_progress_bar)
+
+        harness = _harness_section(cfg, overrides or [], encoder, plan, settings, timer.seconds, phases)
+        record = build_record(task_result, harness)
+        # The record is written last and marks the pair as finished. An old
+        # record goes first, so a run killed between the two writes leaves a
+        # sidecar without a record (re-run next time), never a new sidecar
+        # beside an old record.
+        path.unlink(missing_ok=True)
+        write_json_atomic(per_query_path(path), _per_query_payload(plan, record))
+        write_json_atomic(path, record)
     logger.info("Wrote %s", path)
     return RunOutcome(record_path=path, record=record, skipped=False)
+
+
+def _existing(path: Path) -> RunOutcome:
+    logger.info("A record for this configuration exists at %s; pass overwrite=true to run again", path)
+    return RunOutcome(record_path=path, record=read_record(path), skipped=True)
+
+
+def lock_path(record: Path) -> Path:
+    """Return the lock file that serialises the runs writing ``record``."""
+    return record.with_name(f".{record.name}.lock")
+
+
+@contextmanager
+def _record_lock(path: Path) -> Iterator[None]:
+    # filelock uses fcntl/msvcrt locks, which the OS releases when a process
+    # dies, so a killed run never leaves a stale lock behind.
+    lock = FileLock(str(lock_path(path)))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        logger.info("Another run is writing %s; waiting for it to finish", path)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _evaluate(encoder: "E5Encoder", plan: "TaskPlan", show_progress_bar: bool) -> tuple[Any, list[dict[str, Any]]]:
@@ -260,6 +304,7 @@ def _harness_section(
             "subtasks": [part.task.metadata.name for part in plan.parts] if len(plan.parts) > 1 else [],
             "data_sources": {part.task.metadata.name: part.data_source for part in plan.parts},
             "fingerprints": {part.task.metadata.name: part.fingerprints for part in plan.parts},
+            "data_warnings": {part.task.metadata.name: part.data_warnings for part in plan.parts if part.data_warnings},
         },
         "model": {
             "config_name": cfg.model.name,
@@ -285,6 +330,15 @@ def _harness_section(
             "tokens": stats.tokens,
             "texts_at_max_length": stats.truncated,
             "texts_by_prompt_type": dict(stats.prompt_type_counts),
+            "final_batch_size": encoder.batch_size,
+            "out_of_memory_retries": stats.out_of_memory_retries,
+            "cache": {
+                "dir": cfg.cache_dir,
+                "folder": str(encoder.cache.folder) if encoder.cache is not None else None,
+                "chunk_size": encoder.chunk_size,
+                "chunks_reused": stats.chunks_reused,
+                "chunks_encoded": stats.chunks_encoded,
+            },
         },
         "environment": environment(),
         "git": git_state(),

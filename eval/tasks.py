@@ -15,7 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from eval.beir_data import DataError, check_beir_folder, download_beir, ensure_beir_folder, load_beir, sha256_file
+from eval.beir_data import (
+    DataError,
+    EmptyDataError,
+    InvalidFieldError,
+    MissingFieldError,
+    MissingFileError,
+    check_beir_folder,
+    download_beir,
+    ensure_beir_folder,
+    load_beir,
+    read_jsonl,
+    sha256_file,
+)
 from eval.hub import hub_offline, probe_hub_endpoint
 
 if TYPE_CHECKING:
@@ -45,6 +57,7 @@ class PreparedTask:
     fingerprints: dict[str, str]
     per_query_scores: dict[str, dict[str, float]] = field(default_factory=dict)
     predictions: Any = None
+    data_warnings: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -76,7 +89,7 @@ def get_mteb_task(name: str, split: Optional[str] = None) -> "AbsTask":
             return mteb.get_task(name, eval_splits=[split])
         return mteb.get_task(name)
     except KeyError as error:
-        known = [meta.name for meta in mteb.get_tasks()]
+        known = [task.metadata.name for task in mteb.get_tasks()]
         close = difflib.get_close_matches(name, known, n=5, cutoff=0.6)
         hint = f"close names: {', '.join(close)}" if close else "no close name"
         raise DataError(
@@ -145,7 +158,12 @@ def _beir_part(mteb_name: str, folder: Path, split: str, ignore_identical_ids: O
     if ignore_identical_ids is not None:
         task.ignore_identical_ids = ignore_identical_ids
 
-    return PreparedTask(task=task, data_source=f"beir-folder:{folder}", fingerprints=data.fingerprints)
+    return PreparedTask(
+        task=task,
+        data_source=f"beir-folder:{folder}",
+        fingerprints=data.fingerprints,
+        data_warnings=data.warnings.as_dict(),
+    )
 
 
 def _prepare_mteb(task_cfg: "TaskConfig", data_dir: Path) -> PreparedTask:
@@ -178,7 +196,11 @@ def _load_local_mteb(task: "AbsTask", folder: Path) -> PreparedTask:
     files = {split: folder / f"{split}.jsonl" for split in dict.fromkeys(needed_splits)}
     missing = [str(path) for path in files.values() if not path.is_file()]
     if missing:
-        raise DataError(f"local data of {metadata.name} is missing {', '.join(missing)}; one JSON line per example")
+        raise MissingFileError(
+            f"local data of {metadata.name} is missing {', '.join(missing)}; write one JSON line per example"
+        )
+    for path in files.values():
+        _check_local_rows(task, path)
 
     dataset = DatasetDict(
         {split: load_dataset("json", data_files=str(path), split="train") for split, path in files.items()}
@@ -196,6 +218,70 @@ def _load_local_mteb(task: "AbsTask", folder: Path) -> PreparedTask:
         ", ".join(f"{split} {len(rows)} rows" for split, rows in dataset.items()),
     )
     return PreparedTask(task=task, data_source=f"local-jsonl:{folder}", fingerprints=fingerprints)
+
+
+def _check_local_rows(task: "AbsTask", path: Path) -> None:
+    """Check every line of a local split file before ``datasets`` reads it.
+
+    ``datasets`` reports a malformed line as an Arrow error without a line
+    number, and it accepts labels and scores of any type. This pass names the
+    line, the column and the value instead.
+
+    Raises:
+        DataError: one of its subclasses, naming the file, the line and the fix.
+    """
+    metadata = task.metadata
+    required = REQUIRED_COLUMNS.get(metadata.type, ())
+    first_label: Optional[tuple[int, Any]] = None
+    rows = 0
+    for line_number, row in read_jsonl(path):
+        rows += 1
+        missing = [column for column in required if column not in row]
+        if missing:
+            raise MissingFieldError(
+                f"{path}, line {line_number} lacks column(s) {', '.join(missing)} that {metadata.type} task "
+                f"{metadata.name} needs; found {', '.join(sorted(row)) or 'none'}"
+            )
+        if metadata.type == "STS":
+            _check_sts_score(task, path, line_number, row["score"])
+        elif metadata.type == "Classification":
+            label = row["label"]
+            _check_label(metadata.name, path, line_number, label)
+            if first_label is None:
+                first_label = (line_number, label)
+            elif type(first_label[1]) is not type(label):
+                raise InvalidFieldError(
+                    f"{path}, line {line_number}: label {label!r} is a {type(label).__name__}, but the label "
+                    f"{first_label[1]!r} on line {first_label[0]} is a {type(first_label[1]).__name__}; "
+                    "use one type for all labels"
+                )
+    if rows == 0:
+        raise EmptyDataError(f"{path} is empty; {metadata.name} needs one JSON line per example")
+
+
+def _check_label(task_name: str, path: Path, line_number: int, label: Any) -> None:
+    # bool is a subclass of int in Python, but a true/false label is almost
+    # always a column mix-up, so it is rejected with the other non-label types.
+    if isinstance(label, bool) or not isinstance(label, (int, str)):
+        raise InvalidFieldError(
+            f"{path}, line {line_number}: label {label!r} ({type(label).__name__}) is not an integer or a string; "
+            f"{task_name} expects one class label per text, such as 11 or \"card_arrival\""
+        )
+
+
+def _check_sts_score(task: "AbsTask", path: Path, line_number: int, score: Any) -> None:
+    low = getattr(task, "min_score", None)
+    high = getattr(task, "max_score", None)
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        raise InvalidFieldError(
+            f"{path}, line {line_number}: score {score!r} ({type(score).__name__}) is not a number; "
+            f"{task.metadata.name} expects a similarity score between {low} and {high}"
+        )
+    if score != score or (low is not None and score < low) or (high is not None and score > high):
+        raise InvalidFieldError(
+            f"{path}, line {line_number}: score {score!r} is outside the range [{low}, {high}] of "
+            f"{task.metadata.name}; rescale the scores to that range"
+        )
 
 
 def _check_columns(task_name: str, task_type: str, files: dict[str, Path], dataset: Any) -> None:

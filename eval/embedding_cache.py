@@ -9,7 +9,7 @@ Layout: ``<cache_dir>/<model fingerprint digest>/<chunk key>.npy``, plus a
 ``fingerprint.json`` in each model folder that lists what the digest covers.
 Both names are hex digests, so no model id or text ever becomes a path.
 
-The model fingerprint holds everything that changes an embedding's bits:
+The model fingerprint covers everything that changes an embedding's bits:
 the weights and tokenizer files, dtype, device type, max_length, pooling,
 batch size (padding changes float sums) and the torch, transformers and
 tokenizers versions. The chunk key adds the normalisation flag and the exact
@@ -22,8 +22,8 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -108,15 +108,18 @@ class EmbeddingCache:
         self._fingerprint_written = True
 
     def _write_atomic(self, path: Path, write: Any) -> None:
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+        # os.open with mode 0o666 lets the umask set the permissions, as for any
+        # new file; tempfile would create it readable by its owner only.
+        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
-            with handle:
+            with os.fdopen(descriptor, "wb") as handle:
                 write(handle)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(handle.name, path)
+            os.replace(temporary, path)
         except BaseException:
-            Path(handle.name).unlink(missing_ok=True)
+            temporary.unlink(missing_ok=True)
             raise
 
     def _discard(self, path: Path, reason: str) -> None:

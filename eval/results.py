@@ -12,6 +12,7 @@ and ``<TaskName>.per_query.json``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -66,6 +67,11 @@ def write_json_atomic(path: Path, payload: Any) -> None:
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
+        # tempfile creates the file readable by its owner only; give it the
+        # permissions a plain open() would, under the process umask.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(handle.name, 0o666 & ~umask)
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)
@@ -76,11 +82,17 @@ def build_record(task_result: Any, harness: Mapping[str, Any]) -> dict[str, Any]
     """Combine an MTEB ``TaskResult`` with the harness's metadata into one JSON-ready dict.
 
     The MTEB part is serialised as ``TaskResult.to_disk`` does it (date as a
-    Unix timestamp, scores rounded to 6 decimals by MTEB).
+    Unix timestamp, scores rounded to 6 decimals by MTEB), with NaN
+    evaluation time or CO2 written as null.
     """
     record = task_result.model_dump(mode="json")
     record["date"] = task_result.date.timestamp() if task_result.date else None
     task_result._round_scores(record["scores"], 6)
+    # MTEB's combined result of an aggregate task (CQADupStack) sets an unknown
+    # evaluation time or CO2 figure to NaN, which JSON cannot carry.
+    for key in ("evaluation_time", "kg_co2_emissions"):
+        if isinstance(record.get(key), float) and math.isnan(record[key]):
+            record[key] = None
     record[HARNESS_KEY] = {"schema_version": SCHEMA_VERSION, **harness}
     return record
 

@@ -8,8 +8,8 @@ fails is recorded with its log, and the remaining pairs still run. The exit
 status is 1 when any pair failed.
 
 Every package other than torch, transformers and the packages that move with
-them is pinned (as a pip constraint) to the version installed in the Python
-that starts the runner, so a score difference between two pairs comes from
+them is pinned, as a pip constraint, to the version installed in the Python
+that starts the runner. A score difference between two pairs then comes from
 the released packages and not from unrelated upgrades.
 """
 
@@ -194,7 +194,7 @@ def _run_logged(
 
 def _log_tail(log_path: Path, lines: int = 15) -> str:
     text = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
-    # pip repeats a warning per missing local index folder; it hides the error.
+    # pip repeats a warning for every missing local index folder, which would bury the error.
     relevant = [line for line in text if not line.startswith("WARNING: Location")]
     return "\n".join(relevant[-lines:])
 
@@ -222,6 +222,30 @@ def installed_versions(python: Path) -> dict[str, Optional[str]]:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+def check_project_requirements(pair: VersionPair, pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> None:
+    """Reject a pair whose torch or transformers version the project's own dependencies exclude.
+
+    This saves downloading a release that pip would install and then fail to
+    combine with the project.
+
+    Raises:
+        MatrixConfigError: a pinned version lies outside the project's requirement, named in the message.
+    """
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    dependencies = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
+    requirements = {canonicalize_name(Requirement(text).name): Requirement(text) for text in dependencies}
+    for name, version in (("torch", pair.torch), ("transformers", pair.transformers)):
+        requirement = requirements.get(name)
+        if requirement is not None and not requirement.specifier.contains(version, prereleases=True):
+            raise MatrixConfigError(
+                f"pair {pair.name}: {name} {version} is outside the project's requirement {requirement} "
+                f"in {pyproject}; choose a version that satisfies it"
+            )
+
+
 def install_log_path(pair: VersionPair, venv_dir: Path) -> Path:
     """Return where pip's output for ``pair`` is written."""
     return venv_dir / f"{pair.name}.install.log"
@@ -237,8 +261,10 @@ def build_environment(pair: VersionPair, venv_dir: Path, *, rebuild: bool = Fals
         The venv's interpreter and the install log.
 
     Raises:
+        MatrixConfigError: the pair's versions lie outside the project's own requirements.
         RuntimeError: venv creation or ``pip install`` failed. The message contains the end of pip's output.
     """
+    check_project_requirements(pair)
     venv = venv_dir / pair.name
     log_path = install_log_path(pair, venv_dir)
     constraints = reference_constraints(pair)
@@ -323,17 +349,25 @@ def run_matrix(
 ) -> list[PairOutcome]:
     """Install and evaluate every pair in turn, writing ``matrix.json`` after each step.
 
-    A failure of one pair is logged and stored in its outcome; the loop goes on.
+    A failure of one pair is logged and stored in its outcome, and the loop
+    goes on. Entries of pairs that this call does not run are kept in the manifest.
     """
     results_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = results_dir / MANIFEST_NAME
     outcomes = [PairOutcome(name=pair.name, torch=pair.torch, transformers=pair.transformers) for pair in pairs]
 
+    # Pairs of earlier runs that this run does not repeat stay in the manifest.
+    earlier: list[dict] = []
+    if manifest_path.is_file():
+        names = {pair.name for pair in pairs}
+        try:
+            earlier = [entry for entry in json.loads(manifest_path.read_text(encoding="utf-8")).get("pairs", []) if entry.get("name") not in names]
+        except (json.JSONDecodeError, AttributeError) as error:
+            logger.warning("Ignoring the unreadable manifest %s: %s", manifest_path, error)
+
     def save() -> None:
-        write_json_atomic(
-            manifest_path,
-            {"overrides": list(overrides), "pairs": [dataclasses.asdict(outcome) for outcome in outcomes]},
-        )
+        entries = earlier + [dataclasses.asdict(outcome) for outcome in outcomes]
+        write_json_atomic(manifest_path, {"overrides": list(overrides), "pairs": entries})
 
     for pair, outcome in zip(pairs, outcomes):
         started = time.perf_counter()

@@ -19,7 +19,11 @@ def write_config(path: Path, text: str) -> Path:
 def test_default_config_parses():
     overrides, pairs = matrix.load_matrix_config(matrix.DEFAULT_CONFIG)
     assert overrides == ["task=beir/scifact", "model=minilm-l6"]
-    assert [pair.name for pair in pairs] == ["torch-2.13.0_transformers-5.23.0", "torch-2.13.0_transformers-4.57.6"]
+    assert [pair.name for pair in pairs] == [
+        "torch-2.13.0_transformers-5.23.0",
+        "torch-2.13.0_transformers-4.57.6",
+        "torch-2.14.1_transformers-5.23.0",
+    ]
     assert pairs[1].release == ["datasets", "fsspec"]
     assert pairs[0].pip_requirements() == ["torch==2.13.0", "transformers==5.23.0"]
 
@@ -68,24 +72,35 @@ def test_reference_constraints_bad_requirement():
         matrix.reference_constraints(pair, [])
 
 
+def test_project_requirement_checked_first(tmp_path: Path):
+    old_torch = matrix.VersionPair(torch="1.13.1", transformers="4.57.6")
+    with pytest.raises(matrix.MatrixConfigError, match=r"torch 1\.13\.1 is outside the project's requirement torch>="):
+        matrix.check_project_requirements(old_torch)
+    matrix.check_project_requirements(matrix.VersionPair(torch="2.13.0", transformers="4.57.6"))
+
+    outcomes = matrix.run_matrix([old_torch], ["task=beir/scifact"], venv_dir=tmp_path / "venvs", results_dir=tmp_path / "results")
+    assert outcomes[0].status == "install_failed"
+    assert not (tmp_path / "venvs" / old_torch.name).exists()
+
+
 def test_failed_pairs_reported_and_others_run(tmp_path: Path):
-    # The first pair cannot install: no torch 0.0.0 exists, and --no-index
-    # keeps pip offline (--no-build-isolation lets it build the project with
-    # the venv's own setuptools). The second uses this interpreter and fails at evaluation on an
+    # The first pair cannot install: no torch 2.99.0 exists, and --no-index
+    # keeps pip offline. The second uses this interpreter and fails at evaluation on an
     # unknown task. Both outcomes are recorded and the loop finishes.
-    unavailable = matrix.VersionPair(torch="0.0.0", transformers="0.0.0")
+    unavailable = matrix.VersionPair(torch="2.99.0", transformers="5.99.0")
     existing = matrix.VersionPair(torch="any", transformers="any", python=sys.executable, name="current")
     outcomes = matrix.run_matrix(
         [unavailable, existing],
         ["task=beir/no-such-task", "model=minilm-l6"],
         venv_dir=tmp_path / "venvs",
         results_dir=tmp_path / "results",
-        pip_args=["--no-index", "--no-build-isolation"],
+        pip_args=["--no-index"],
     )
 
     assert [outcome.status for outcome in outcomes] == ["install_failed", "evaluation_failed"]
-    assert "pip install failed for torch-0.0.0_transformers-0.0.0" in outcomes[0].error
-    assert "torch==0.0.0" in outcomes[0].error
+    assert "pip install failed for torch-2.99.0_transformers-5.99.0" in outcomes[0].error
+    assert "ERROR:" in outcomes[0].error  # pip's own reason follows the path of the log
+    assert "2.99.0" in outcomes[0].error.split("\n", 1)[1]
     assert Path(outcomes[0].install_log).is_file()
     assert "unknown task 'beir/no-such-task'" in outcomes[1].error
     assert outcomes[1].installed["torch"] is not None
@@ -93,6 +108,11 @@ def test_failed_pairs_reported_and_others_run(tmp_path: Path):
     manifest = json.loads((tmp_path / "results" / matrix.MANIFEST_NAME).read_text())
     assert [pair["status"] for pair in manifest["pairs"]] == ["install_failed", "evaluation_failed"]
     assert "install_failed" in matrix.format_outcomes(outcomes)
+
+    # A later run of one pair keeps the other pair's entry.
+    matrix.run_matrix([existing], ["task=beir/no-such-task"], venv_dir=tmp_path / "venvs", results_dir=tmp_path / "results")
+    manifest = json.loads((tmp_path / "results" / matrix.MANIFEST_NAME).read_text())
+    assert [pair["name"] for pair in manifest["pairs"]] == [unavailable.name, "current"]
 
 
 def test_cli_unknown_pair(capsys):

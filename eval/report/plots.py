@@ -80,7 +80,12 @@ def drift_heatmap(drift: pd.DataFrame) -> Optional[bytes]:
     exceeds = frame.pivot_table(index="environment", columns="column", values="exceeds", aggfunc="first")
 
     limit = max(float(np.nanmax(np.abs(deltas.to_numpy()))), float(drift["tolerance"].max()), 1e-9)
-    figure, axis = plt.subplots(figsize=(2.6 + 2.4 * deltas.shape[1], 1.6 + 0.55 * deltas.shape[0]))
+    references = set(drift.loc[drift["reference"].astype(bool), "environment"])
+    row_labels = [_short(label, 110) + (" [reference]" if label in references else "") for label in deltas.index]
+    # Width: about 0.06 inch per character of the longest row label at font
+    # size 8, plus 2.2 inches per heatmap column and room for the colour bar.
+    label_width = 0.06 * max(len(label) for label in row_labels)
+    figure, axis = plt.subplots(figsize=(label_width + 2.2 * deltas.shape[1] + 1.5, 1.4 + 0.6 * deltas.shape[0]))
     image = axis.imshow(deltas.to_numpy(dtype=float), cmap="RdBu", norm=TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit), aspect="auto")
 
     for row in range(deltas.shape[0]):
@@ -93,8 +98,8 @@ def drift_heatmap(drift: pd.DataFrame) -> Optional[bytes]:
                 axis.add_patch(plt.Rectangle((column - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2))
 
     axis.set_xticks(range(deltas.shape[1]), list(deltas.columns), fontsize=8)
-    axis.set_yticks(range(deltas.shape[0]), [_short(label, 70) for label in deltas.index], fontsize=8)
+    axis.set_yticks(range(deltas.shape[0]), row_labels, fontsize=8)
     axis.set_title("Main-score delta to the reference environment (outlined: beyond tolerance)", fontsize=10)
-    figure.colorbar(image, ax=axis, label="delta")
+    figure.colorbar(image, ax=axis, label="delta", fraction=0.08, pad=0.03)
     figure.tight_layout()
     return _png(figure)

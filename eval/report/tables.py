@@ -200,9 +200,10 @@ def drift_table(
     for (settings, task_name), group in frame.groupby(["model_settings", "task_name"], sort=True):
         if group["environment"].nunique() < 2:
             continue
-        group = group.sort_values("environment")
-        reference_rows = group[group["environment"] == reference_environment]
-        reference = reference_rows.iloc[0] if len(reference_rows) else group.iloc[0]
+        # The reference row comes first, then the other environments by label.
+        group = group.assign(_is_other=group["environment"] != reference_environment)
+        group = group.sort_values(["_is_other", "environment"]).drop(columns="_is_other")
+        reference = group.iloc[0]
         limit = task_tolerances.get(str(task_name), tolerance)
 
         for _, record in group.iterrows():

@@ -72,8 +72,6 @@ def _one_line(error: BaseException) -> str:
 
     messages = [str(error)] + ([str(error.__cause__)] if error.__cause__ is not None else [])
     text = " ".join(messages)
-    if "You must specify 'task'" in text:
-        return f"no task chosen; pass task=<choice>, one of: {', '.join(task_choices())}"
     unknown_key = _unknown_key_message(text)
     if unknown_key:
         return unknown_key
@@ -93,11 +91,17 @@ def preflight(arguments: list[str]) -> Optional[str]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from omegaconf import OmegaConf
+
+    from eval.config import task_choices
+
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=VERSION_BASE):
-            compose(config_name="config", overrides=_overrides(arguments))
+            cfg = compose(config_name="config", overrides=_overrides(arguments))
     except (HydraException, OmegaConfBaseException, ValueError) as error:
         return _one_line(error)
+    if OmegaConf.is_missing(cfg, "task"):
+        return f"no task chosen; pass task=<choice>, one of: {', '.join(task_choices())}"
     return None
 
 

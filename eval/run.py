@@ -162,7 +162,7 @@ def _evaluate(encoder: "E5Encoder", plan: "TaskPlan", show_progress_bar: bool) -
             # cache=None: MTEB's result cache would otherwise return an earlier
             # score for the same model name and revision instead of running.
             model_result = mteb.evaluate(
-                encoder,
+                _searcher(encoder) if _is_retrieval(part) else encoder,
                 part.task,
                 cache=None,
                 overwrite_strategy="always",
@@ -181,6 +181,18 @@ def _evaluate(encoder: "E5Encoder", plan: "TaskPlan", show_progress_bar: bool) -
     if plan.aggregate is not None:
         return plan.aggregate.combine_task_results(task_results), phases
     return task_results[0], phases
+
+
+def _searcher(encoder: "E5Encoder") -> Any:
+    """Wrap the encoder in MTEB's search wrapper with the exact chunked index.
+
+    MTEB encodes queries and corpus through the encoder; the index replaces its
+    default search so that ties are broken by document id and memory stays
+    bounded by the chunk size.
+    """
+    from eval.search import ExactSearchIndex, ListIdSearchWrapper
+
+    return ListIdSearchWrapper(encoder, index_backend=ExactSearchIndex())
 
 
 def _is_retrieval(part: "PreparedTask") -> bool:

@@ -10,10 +10,11 @@ which the corpus was stored.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
+from mteb.models.search_wrappers import SearchEncoderWrapper
 
 DEFAULT_CHUNK_SIZE = 50_000
 
@@ -127,3 +128,84 @@ def exact_search(
             for score, position in zip(best.scores[row].tolist(), best.positions[row].tolist())
         }
     return results
+
+
+class ExactSearchIndex:
+    """MTEB search backend (``IndexEncoderSearchProtocol``) doing exact chunked search.
+
+    MTEB's ``SearchEncoderWrapper`` encodes the corpus once, hands the
+    embeddings to :meth:`add_documents` and asks :meth:`search` for the top-k
+    of each query. Scores are cosine similarities in float32, like MTEB's own
+    full-corpus search, but computed chunk by chunk with ties broken by
+    document id.
+    """
+
+    def __init__(self, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+        self.chunk_size = chunk_size
+        self.document_ids: list[str] = []
+        self._blocks: list[torch.Tensor] = []
+
+    def add_documents(self, embeddings: Any, idxs: list[str]) -> None:
+        """Store the (normalised) embeddings of documents ``idxs``."""
+        self._blocks.append(_unit_rows(embeddings))
+        self.document_ids.extend(idxs)
+
+    def search(
+        self,
+        embeddings: Any,
+        top_k: int,
+        similarity_fn: Any = None,
+        top_ranked: Optional[Mapping[str, list[str]]] = None,
+        query_idx_to_id: Optional[Mapping[int, str]] = None,
+    ) -> tuple[list[list[float]], list[list[int]]]:
+        """Return the top-k scores and indices per query.
+
+        Indices point into the added corpus, or, when ``top_ranked`` gives
+        each query its candidates (reranking), into that query's candidate list.
+        """
+        queries = _unit_rows(embeddings)
+        corpus = torch.cat(self._blocks) if len(self._blocks) > 1 else self._blocks[0]
+        self._blocks = [corpus]
+        if top_ranked is None:
+            chunks = (corpus[start:end] for start, end in chunk_ranges(len(self.document_ids), self.chunk_size))
+            best = search_chunks(queries, chunks, self.document_ids, top_k=top_k)
+            return best.scores.tolist(), best.positions.tolist()
+
+        if query_idx_to_id is None:
+            raise ValueError("reranking needs query_idx_to_id to find each query's candidates")
+        position = {doc_id: index for index, doc_id in enumerate(self.document_ids)}
+        all_scores: list[list[float]] = []
+        all_indices: list[list[int]] = []
+        for row in range(queries.shape[0]):
+            candidates = list(top_ranked.get(query_idx_to_id[row], []))
+            if not candidates:
+                all_scores.append([])
+                all_indices.append([])
+                continue
+            candidate_embeddings = corpus[[position[doc_id] for doc_id in candidates]]
+            best = search_chunks(queries[row : row + 1], [candidate_embeddings], candidates, top_k=top_k)
+            all_scores.append(best.scores[0].tolist())
+            all_indices.append(best.positions[0].tolist())
+        return all_scores, all_indices
+
+    def clear(self) -> None:
+        """Drop every stored document."""
+        self.document_ids = []
+        self._blocks = []
+
+
+def _unit_rows(embeddings: Any) -> torch.Tensor:
+    rows = torch.as_tensor(np.asarray(embeddings) if not isinstance(embeddings, torch.Tensor) else embeddings).float()
+    return torch.nn.functional.normalize(rows, p=2, dim=-1)
+
+
+class ListIdSearchWrapper(SearchEncoderWrapper):
+    """MTEB's ``SearchEncoderWrapper`` with corpus ids read once into a list.
+
+    mteb 2.26 maps every retrieved position to its id by indexing the
+    corpus's ``datasets`` column, about 50 microseconds a lookup: SciFact's
+    300 queries x top 1000 took 15 s of a 25 s cached run.
+    """
+
+    def _sort_full_corpus_results(self, *, sub_corpus_ids: Any, **kwargs: Any) -> Any:
+        return super()._sort_full_corpus_results(sub_corpus_ids=list(sub_corpus_ids), **kwargs)

@@ -113,6 +113,14 @@ def test_cfg_job_prints_config_without_running() -> None:
     assert "Encoding" not in completed.stderr
 
 
+def test_help_lists_models_and_tasks() -> None:
+    completed = run_cli("--help", timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert "Usage: python -m eval task=<task>" in completed.stdout
+    assert "minilm-l6" in completed.stdout
+    assert "scifact" in completed.stdout
+
+
 def test_unknown_mteb_task_suggests_names(tmp_path: Path) -> None:
     completed = run_cli("task=mteb/STSBenchmrk", "model=minilm-l6", f"data_dir={tmp_path}", f"results_dir={tmp_path}", timeout=300)
     assert completed.returncode == 1

@@ -111,3 +111,29 @@ def test_search_memory_bounded_by_chunk() -> None:
     # The search keeps a few (queries x chunk) float32 blocks alive at once;
     # the reference check's full score matrix comes after the peak is read.
     assert search_overhead <= 8 * figures["chunk_scores"], figures
+
+
+@pytest.mark.parametrize("task_class_name", ["MockRetrievalTask", "MockRerankingTask"])
+def test_index_matches_mteb_default_search(tiny_bert_dir, task_class_name: str) -> None:
+    """Through MTEB's evaluator, the exact index gives the scores of MTEB's own search."""
+    import mteb
+    from mteb.mocks import mock_tasks
+    from mteb.models.search_wrappers import SearchEncoderWrapper
+
+    from eval.config import ModelConfig
+    from eval.encoder import E5Encoder
+    from eval.search import ExactSearchIndex
+
+    encoder = E5Encoder(ModelConfig(name="tiny", path=str(tiny_bert_dir), max_length=64), prefix_scheme="e5")
+    default = mteb.evaluate(encoder, getattr(mock_tasks, task_class_name)(), cache=None, overwrite_strategy="always", show_progress_bar=False)
+    exact = mteb.evaluate(
+        SearchEncoderWrapper(encoder, index_backend=ExactSearchIndex(chunk_size=2)),
+        getattr(mock_tasks, task_class_name)(),
+        cache=None,
+        overwrite_strategy="always",
+        show_progress_bar=False,
+    )
+    default_scores = default.task_results[0].scores["test"][0]
+    exact_scores = exact.task_results[0].scores["test"][0]
+    for metric in ("ndcg_at_10", "map_at_10", "recall_at_10", "mrr_at_10"):
+        assert exact_scores[metric] == pytest.approx(default_scores[metric], abs=1e-6), metric

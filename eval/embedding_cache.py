@@ -100,6 +100,37 @@ class EmbeddingCache:
             self._write_fingerprint()
         self._write_atomic(self.chunk_path(key), lambda handle: np.save(handle, embeddings, allow_pickle=False))
 
+    def plan_path(self, texts: Sequence[str], *, normalize: bool) -> Path:
+        """Return the path of the encoding plan of one encode call's unique texts."""
+        return self.folder / f"plan-{self.chunk_key(texts, normalize=normalize)}.npz"
+
+    def load_plan(self, texts: Sequence[str], *, normalize: bool) -> Optional[dict[str, Any]]:
+        """Return the stored plan (length order, token and truncation counts), or None.
+
+        With the plan, a cached encode call finds its chunks without tokenising
+        the texts again to sort them by length.
+        """
+        path = self.plan_path(texts, normalize=normalize)
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                plan = {"order": stored["order"], "tokens": int(stored["tokens"]), "at_max_length": int(stored["at_max_length"])}
+        except (OSError, ValueError, KeyError, EOFError) as error:
+            self._discard(path, f"it cannot be read ({error})")
+            return None
+        if sorted(plan["order"].tolist()) != list(range(len(texts))):
+            self._discard(path, "its order is not a permutation of the texts")
+            return None
+        return plan
+
+    def store_plan(self, texts: Sequence[str], *, normalize: bool, order: np.ndarray, tokens: int, at_max_length: int) -> None:
+        """Store the length order and counts of one encode call's unique texts."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.plan_path(texts, normalize=normalize)
+        arrays = {"order": np.asarray(order, dtype=np.int64), "tokens": np.int64(tokens), "at_max_length": np.int64(at_max_length)}
+        self._write_atomic(path, lambda handle: np.savez(handle, **arrays))
+
     def _write_fingerprint(self) -> None:
         path = self.folder / "fingerprint.json"
         if not path.is_file():

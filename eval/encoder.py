@@ -290,6 +290,10 @@ class E5Encoder(AbsEncoder):
         if not unique_texts:
             return np.zeros((0, hidden_size), dtype=np.float32)
 
+        cached = self._load_planned_chunks(unique_texts, normalize=normalize, description=description)
+        if cached is not None:
+            return cached[[position[text] for text in texts]]
+
         encoded = self.tokenizer(
             unique_texts,
             truncation=True,
@@ -312,6 +316,8 @@ class E5Encoder(AbsEncoder):
             )
 
         order = np.argsort(-np.asarray(lengths), kind="stable")
+        if self.cache is not None:
+            self.cache.store_plan(unique_texts, normalize=normalize, order=order, tokens=int(sum(lengths)), at_max_length=at_max_length)
         unique_embeddings = np.empty((len(unique_texts), hidden_size), dtype=np.float32)
         chunks = range(0, len(order), self.chunk_size)
         progress = tqdm(
@@ -327,6 +333,37 @@ class E5Encoder(AbsEncoder):
                     logger.info("%s: chunk %d/%d done (%d texts)", description, number, len(chunks), len(indices))
 
         return unique_embeddings[[position[text] for text in texts]]
+
+    def _load_planned_chunks(self, unique_texts: list[str], *, normalize: bool, description: str) -> Optional[np.ndarray]:
+        """Return the embeddings of ``unique_texts`` from the cache when every chunk is there, else None.
+
+        The stored plan gives the length order, so a fully cached call skips
+        tokenisation; its token counts keep the record's statistics the same.
+        """
+        if self.cache is None:
+            return None
+        plan = self.cache.load_plan(unique_texts, normalize=normalize)
+        if plan is None:
+            return None
+
+        order = plan["order"]
+        chunks = [order[start : start + self.chunk_size] for start in range(0, len(order), self.chunk_size)]
+        keys = [self.cache.chunk_key([unique_texts[i] for i in chunk], normalize=normalize) for chunk in chunks]
+        if not all(self.cache.chunk_path(key).is_file() for key in keys):
+            return None
+
+        hidden_size = int(self.model.config.hidden_size)
+        unique_embeddings = np.empty((len(unique_texts), hidden_size), dtype=np.float32)
+        for chunk, key in zip(chunks, keys):
+            embeddings = self.cache.load(key, rows=len(chunk), dim=hidden_size)
+            if embeddings is None:
+                return None
+            unique_embeddings[chunk] = embeddings
+        self.stats.chunks_reused += len(chunks)
+        self.stats.tokens += plan["tokens"]
+        self.stats.truncated += plan["at_max_length"]
+        logger.info("%s: all %d chunks found in the embedding cache", description, len(chunks))
+        return unique_embeddings
 
     def _embed_chunk(
         self,

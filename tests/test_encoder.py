@@ -124,3 +124,41 @@ def test_matches_sentence_transformers(minilm_path: Path) -> None:
 
     cosine = np.sum(ours * reference, axis=1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1))
     assert cosine.min() >= 0.99999
+
+
+def test_cached_call_skips_tokenizer(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """A fully cached encode call reads its length order from the stored plan."""
+    settings = ModelConfig(name="tiny", path=str(tiny_bert_dir), max_length=64, batch_size=2)
+    first = E5Encoder(settings, prefix_scheme="none", cache_dir=tmp_path, chunk_size=2)
+    expected = first.embed(SENTENCES)
+
+    second = E5Encoder(settings, prefix_scheme="none", cache_dir=tmp_path, chunk_size=2)
+    calls = []
+    original = second.tokenizer
+
+    def recording_tokenizer(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    second.tokenizer = recording_tokenizer  # type: ignore[assignment]
+    embeddings = second.embed(SENTENCES)
+
+    assert calls == []
+    assert np.array_equal(embeddings, expected)
+    assert second.stats.tokens == first.stats.tokens
+    assert second.stats.chunks_reused == 3
+    assert second.stats.chunks_encoded == 0
+
+
+def test_partial_cache_encodes_the_rest(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    settings = ModelConfig(name="tiny", path=str(tiny_bert_dir), max_length=64, batch_size=2)
+    first = E5Encoder(settings, prefix_scheme="none", cache_dir=tmp_path, chunk_size=2)
+    expected = first.embed(SENTENCES)
+    chunk_files = sorted(path for path in first.cache.folder.glob("*.npy"))
+    chunk_files[0].unlink()
+
+    second = E5Encoder(settings, prefix_scheme="none", cache_dir=tmp_path, chunk_size=2)
+    embeddings = second.embed(SENTENCES)
+    assert np.array_equal(embeddings, expected)
+    assert second.stats.chunks_encoded == 1
+    assert second.stats.chunks_reused == 2

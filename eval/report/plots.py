@@ -81,6 +81,9 @@ def drift_heatmap(drift: pd.DataFrame) -> Optional[bytes]:
 
     limit = max(float(np.nanmax(np.abs(deltas.to_numpy()))), float(drift["tolerance"].max()), 1e-9)
     references = set(drift.loc[drift["reference"].astype(bool), "environment"])
+    order = sorted(deltas.index, key=lambda label: (label not in references, label))
+    deltas = deltas.reindex(order)
+    exceeds = exceeds.reindex(order)
     row_labels = [_short(label, 110) + (" [reference]" if label in references else "") for label in deltas.index]
     # Width: about 0.06 inch per character of the longest row label at font
     # size 8, plus 2.2 inches per heatmap column and room for the colour bar.

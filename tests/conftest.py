@@ -101,6 +101,9 @@ def real_records(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> di
             "model=minilm-l6",
             f"data_dir={data_dir}",
             f"results_dir={results_dir}",
+            # A fresh embedding cache: the real-data tests must encode, so that
+            # a change to the encoder's code shows up in their scores.
+            f"cache_dir={results_dir / 'cache'}",
             "show_progress_bar=false",
         ]
         outcomes[name] = run(compose_run_config(overrides), overrides)

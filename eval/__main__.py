@@ -17,6 +17,7 @@ from eval.config import CONFIG_DIR, VERSION_BASE, register_mteb_task_configs
 
 # Flags after which Hydra skips the usual run; composition errors are then Hydra's to report.
 _NON_RUN_FLAGS = {"-m", "--multirun", "-h", "--help", "--hydra-help", "-i", "--info", "-sc", "--shell-completion"}
+_MULTIRUN_FLAGS = {"-m", "--multirun"}
 # Flags of Hydra's command line that take a value.
 _FLAGS_WITH_VALUE = {"-c", "--cfg", "-p", "--package", "-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "--info", "-i"}
 
@@ -83,8 +84,26 @@ def _one_line(error: BaseException) -> str:
     return " ".join(lines)
 
 
+def _check_swept_options(arguments: list[str]) -> Optional[str]:
+    """Check every model and task named in a sweep (``model=a,b``), which Hydra only finds mid-sweep."""
+    from eval.config import model_config_names, task_choices
+
+    for override in _overrides(arguments):
+        group, _, values = override.partition("=")
+        if group not in {"model", "task"}:
+            continue
+        for value in values.split(","):
+            if group == "model" and value not in model_config_names():
+                return f"unknown model {value!r}; valid choices: {', '.join(model_config_names())}"
+            if group == "task" and not value.startswith("mteb/") and value not in task_choices():
+                return f"unknown task {value!r}; valid choices: {', '.join(task_choices())}"
+    return None
+
+
 def preflight(arguments: list[str]) -> Optional[str]:
     """Compose the config once with Hydra's compose API; return a one-line error or None."""
+    if any(argument in _MULTIRUN_FLAGS for argument in arguments):
+        return _check_swept_options(arguments)
     if any(argument in _NON_RUN_FLAGS for argument in arguments):
         return None
     from hydra import compose, initialize_config_dir
@@ -131,16 +150,27 @@ def main() -> None:
         from eval.results import format_summary
         from eval.run import run
 
+        from hydra.types import RunMode
+
         overrides = list(HydraConfig.get().overrides.task)
         try:
             outcome = run(to_run_config(cfg), overrides)
         except (ConfigError, CheckpointError, DataError, FloatingPointError, EncodingOutOfMemoryError) as error:
-            logger.error("%s", error)
             print(f"error: {error}", file=sys.stderr)
+            if HydraConfig.get().mode == RunMode.MULTIRUN:
+                # One failed combination must not cancel the rest of a sweep.
+                logger.error("Run with %s failed: %s", " ".join(overrides), error)
+                failed_runs.append(" ".join(overrides))
+                return
+            logger.error("%s", error)
             raise SystemExit(1) from None
         print(format_summary(outcome.record, outcome.record_path, skipped=outcome.skipped))
 
+    failed_runs: list[str] = []
     evaluate()
+    if failed_runs:
+        print(f"error: {len(failed_runs)} run(s) of the sweep failed: {'; '.join(failed_runs)}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

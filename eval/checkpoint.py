@@ -40,6 +40,7 @@ class CheckpointInfo:
     weights_file: str
     weights_sha256: str
     source: str
+    declared_revision: Optional[str] = None
 
 
 def resolve_checkpoint(model_cfg: "ModelConfig") -> CheckpointInfo:
@@ -52,28 +53,36 @@ def resolve_checkpoint(model_cfg: "ModelConfig") -> CheckpointInfo:
     if model_cfg.path:
         folder = Path(model_cfg.path)
         model_id = model_cfg.hf_id or f"local/{folder.name}"
-        revision = model_cfg.revision or "local"
         source = "path"
     elif model_cfg.package:
         folder = _package_folder(model_cfg.package)
         model_id = model_cfg.hf_id or f"local/{model_cfg.package}"
-        revision = model_cfg.revision or _package_revision(model_cfg.package)
         source = "package"
     else:
         assert model_cfg.hf_id is not None
         folder = _hub_folder(model_cfg.hf_id, model_cfg.revision)
         model_id = model_cfg.hf_id
-        revision = model_cfg.revision or "main"
         source = "hub"
 
     weights = _weights_file(folder)
+    weights_sha256 = _sha256(weights)
+    if source == "path":
+        # Nothing ties a local folder to a hub revision, so its weights name it:
+        # two folders with the same name never share a record, and a pinned hub
+        # id loaded from a copy is not filed under the hub revision.
+        revision = f"local-{weights_sha256[:12]}"
+    elif source == "package":
+        revision = model_cfg.revision or _package_revision(model_cfg.package or "")
+    else:
+        revision = model_cfg.revision or "main"
     return CheckpointInfo(
         model_id=model_id,
         revision=revision,
         folder=str(folder),
         weights_file=weights.name,
-        weights_sha256=_sha256(weights),
+        weights_sha256=weights_sha256,
         source=source,
+        declared_revision=model_cfg.revision,
     )
 
 
@@ -138,7 +147,7 @@ def _fetch_failure(hf_id: str, revision: Optional[str], reason: str) -> str:
     at_revision = f" at revision {revision}" if revision else ""
     return (
         f"could not fetch checkpoint {hf_id}{at_revision} from the Hugging Face hub: {reason}. "
-        f"Download it on a machine with access (`huggingface-cli download {hf_id}"
+        f"Download it on a machine with access (`hf download {hf_id}"
         f"{' --revision ' + revision if revision else ''} --local-dir DIR`), copy DIR here and "
         "run with model.path=DIR"
     )
@@ -171,6 +180,7 @@ def load_model_and_tokenizer(
         CheckpointError: the checkpoint needs ``trust_remote_code``, its pickle
             holds more than tensors, or it cannot be read.
     """
+    from safetensors import SafetensorError
     from transformers import AutoModel, AutoTokenizer
 
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
@@ -198,8 +208,11 @@ def load_model_and_tokenizer(
                 "model.trust_remote_code=true"
             ) from error
         raise CheckpointError(f"could not load checkpoint {info.model_id} from {info.folder}: {error}") from error
-    except OSError as error:
-        raise CheckpointError(f"could not load checkpoint {info.model_id} from {info.folder}: {error}") from error
+    except (OSError, SafetensorError) as error:
+        raise CheckpointError(
+            f"could not load checkpoint {info.model_id} from {info.folder}: {error}; check that the weights "
+            "file is complete (re-download or re-save it)"
+        ) from error
 
     model.eval()
     return model.to(device), tokenizer

@@ -48,6 +48,7 @@ class ModelConfig:
     dtype: str = "float32"
     device: str = "auto"
     batch_size: int = 64
+    max_batch_tokens: Optional[int] = None
     trust_remote_code: bool = False
 
 
@@ -168,6 +169,11 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(f"invalid value model.max_length={cfg.model.max_length}; it must be a positive number of tokens")
     if cfg.cache_chunk_size < 1:
         raise ConfigError(f"invalid value cache_chunk_size={cfg.cache_chunk_size}; it must be at least 1 text")
+    if cfg.model.max_batch_tokens is not None and cfg.model.max_batch_tokens < 1:
+        raise ConfigError(
+            f"invalid value model.max_batch_tokens={cfg.model.max_batch_tokens}; it must be at least 1 token, "
+            "or null for the device's default"
+        )
     if cfg.model.batch_size < 1:
         raise ConfigError(f"invalid value model.batch_size={cfg.model.batch_size}; it must be at least 1")
     if not (cfg.model.hf_id or cfg.model.path or cfg.model.package):

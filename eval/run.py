@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import tempfile
@@ -63,7 +64,8 @@ def run(cfg: "RunConfig", overrides: Optional[list[str]] = None) -> RunOutcome:
     """Evaluate ``cfg.model`` on ``cfg.task`` and write the results record.
 
     A record that already exists for the same model, settings and task is
-    returned as it is unless ``cfg.overwrite`` is set. Runs that write the
+    returned as it is unless ``cfg.overwrite`` is set; one computed from other
+    weights or data files is an error. Runs that write the
     same record take turns through a lock file beside it, so a second run
     waits for the first and then returns the first run's record.
     """
@@ -96,24 +98,22 @@ def run(cfg: "RunConfig", overrides: Optional[list[str]] = None) -> RunOutcome:
         settings=settings,
         task_name=task_record_name,
     )
-    if path.exists() and not cfg.overwrite:
-        return _existing(path)
-
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_writable(path.parent)
     with _record_lock(path):
-        if path.exists() and not cfg.overwrite:
-            return _existing(path)
-
         with timer.phase("load_data"):
             from eval.tasks import prepare_task
 
             plan = prepare_task(cfg.task, Path(cfg.data_dir))
+
+        if path.exists() and not cfg.overwrite:
+            return _existing(path, encoder, plan)
 
         with timer.phase("evaluate"):
             task_result, phases = _evaluate(encoder, plan, cfg.show_progress_bar)
 
         harness = _harness_section(cfg, overrides or [], encoder, plan, settings, timer.seconds, phases)
         record = build_record(task_result, harness)
+        record["dataset_revision"] = _dataset_revision(plan, record["dataset_revision"])
         # The record is written last and marks the pair as finished. An old
         # record goes first, so a run killed between the two writes leaves a
         # sidecar without a record (re-run next time), never a new sidecar
@@ -125,9 +125,55 @@ def run(cfg: "RunConfig", overrides: Optional[list[str]] = None) -> RunOutcome:
     return RunOutcome(record_path=path, record=record, skipped=False)
 
 
-def _existing(path: Path) -> RunOutcome:
+def _existing(path: Path, encoder: "E5Encoder", plan: "TaskPlan") -> RunOutcome:
+    """Return the finished record at ``path`` if it was computed from these weights and this data.
+
+    Raises:
+        DataError: the record was computed from other weights or other data files.
+    """
+    from eval.beir_data import DataError
+
+    record = read_record(path)
+    harness = record["harness"]
+    fingerprints = {part.task.metadata.name: part.fingerprints for part in plan.parts}
+    differences = []
+    if harness["model"].get("weights_sha256") != encoder.checkpoint.weights_sha256:
+        differences.append("model weights (weights_sha256)")
+    if harness["task"].get("fingerprints") != fingerprints:
+        differences.append("data files (task.fingerprints)")
+    if differences:
+        raise DataError(
+            f"{path} exists but was computed from other {' and '.join(differences)}; "
+            "pass overwrite=true to replace it, or set results_dir to another folder"
+        )
     logger.info("A record for this configuration exists at %s; pass overwrite=true to run again", path)
-    return RunOutcome(record_path=path, record=read_record(path), skipped=True)
+    return RunOutcome(record_path=path, record=record, skipped=True)
+
+
+def _dataset_revision(plan: "TaskPlan", hub_revision: str) -> str:
+    """Return MTEB's hub revision for hub data, else a digest of the local files that were read.
+
+    MTEB fills ``dataset_revision`` from the task's hub dataset even when the
+    data came from a local folder; the record names what was evaluated instead.
+    """
+    if all(part.data_source.startswith("hub:") for part in plan.parts):
+        return hub_revision
+    fingerprints = json.dumps([part.fingerprints for part in plan.parts], sort_keys=True)
+    return "local-" + hashlib.sha256(fingerprints.encode("utf-8")).hexdigest()[:16]
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before the evaluation, not after it, when the record cannot be written."""
+    from eval.config import ConfigError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"cannot write results into {folder} ({error.strerror or error}); set results_dir to a writable folder"
+        ) from error
 
 
 def lock_path(record: Path) -> Path:
@@ -322,6 +368,7 @@ def _harness_section(
             "config_name": cfg.model.name,
             "model_id": encoder.checkpoint.model_id,
             "revision": encoder.checkpoint.revision,
+            "declared_revision": encoder.checkpoint.declared_revision,
             "source": encoder.checkpoint.source,
             "weights_file": encoder.checkpoint.weights_file,
             "weights_sha256": encoder.checkpoint.weights_sha256,
@@ -332,6 +379,7 @@ def _harness_section(
             "normalize_classification": cfg.model.normalize_classification,
             "max_length": encoder.max_length,
             "batch_size": cfg.model.batch_size,
+            "max_batch_tokens": encoder.max_batch_tokens,
             "attn_implementation": getattr(encoder.model.config, "_attn_implementation", None),
             "prefix_scheme": encoder.prefix_scheme,
             "prefixes": dict(stats.prefixes),

@@ -243,3 +243,58 @@ def test_local_mteb_data_missing_column(tiny_bert_dir: Path, tmp_path: Path) -> 
     cfg = compose_run_config(["task=mteb/STSBenchmark", "model=local", f"model.path={tiny_bert_dir}", f"data_dir={tmp_path}", f"results_dir={tmp_path / 'results'}"])
     with pytest.raises(DataError, match="lacks column.*score"):
         run(cfg)
+
+
+def test_existing_record_other_data_rejected(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from eval.beir_data import DataError
+    from eval.run import run
+
+    folder = write_beir_folder(tmp_path / "beir" / "scifact", CORPUS, QUERIES, QRELS)
+    overrides = ["task=beir/scifact", "model=local", f"model.path={tiny_bert_dir}", f"data_dir={tmp_path}", f"results_dir={tmp_path / 'results'}", "show_progress_bar=false"]
+    first = run(compose_run_config(overrides))
+    assert not first.skipped
+    assert first.record["dataset_revision"].startswith("local-")
+    assert first.record["harness"]["model"]["revision"].startswith("local-")
+
+    again = run(compose_run_config(overrides))
+    assert again.skipped
+
+    changed_queries = {**QUERIES, "q3": "a red apple on a tree"}
+    write_beir_folder(folder, CORPUS, changed_queries, QRELS)
+    with pytest.raises(DataError, match="was computed from other data files"):
+        run(compose_run_config(overrides))
+
+
+def test_results_dir_not_writable(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    write_beir_folder(tmp_path / "beir" / "scifact", CORPUS, QUERIES, QRELS)
+    blocker = tmp_path / "results-file"
+    blocker.write_text("not a folder")
+    completed = run_cli("task=beir/scifact", "model=local", f"model.path={tiny_bert_dir}", f"data_dir={tmp_path}", f"results_dir={blocker}")
+    assert completed.returncode == 1
+    assert "cannot write results into" in completed.stderr
+    assert "Traceback" not in completed.stderr
+
+
+def test_multirun_continues_after_failure(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    write_beir_folder(tmp_path / "beir" / "scifact", CORPUS, QUERIES, QRELS)
+    completed = run_cli(
+        "-m",
+        "task=beir/scifact",
+        "model=local",
+        f"model.path={tiny_bert_dir}",
+        "model.pooling=max,mean",
+        f"data_dir={tmp_path}",
+        f"results_dir={tmp_path / 'results'}",
+        f"hydra.sweep.dir={tmp_path / 'multirun'}",
+    )
+    assert completed.returncode == 1
+    assert "invalid value model.pooling='max'" in completed.stderr
+    assert "1 run(s) of the sweep failed" in completed.stderr
+    assert len(list((tmp_path / "results").rglob("SciFact.json"))) == 1
+
+
+def test_multirun_unknown_model_one_line(tmp_path: Path) -> None:
+    completed = run_cli("-m", "task=beir/scifact", "model=minilm-l6,minilm-l7", f"hydra.sweep.dir={tmp_path}", timeout=120)
+    assert completed.returncode == 2
+    assert error_lines(completed) == [error_lines(completed)[0]]
+    assert error_lines(completed)[0].startswith("error: unknown model 'minilm-l7'; valid choices: e5-base")

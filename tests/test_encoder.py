@@ -105,7 +105,7 @@ def test_model_meta_for_mteb(tiny_bert_dir: Path) -> None:
     encoder = tiny_encoder(tiny_bert_dir)
     meta = encoder.mteb_model_meta
     assert meta.name == f"local/{tiny_bert_dir.name}"
-    assert meta.revision == "local"
+    assert meta.revision == f"local-{encoder.checkpoint.weights_sha256[:12]}"
     assert meta.embed_dim == 32
     assert encoder.effective_dtype == "float32"
 
@@ -162,3 +162,30 @@ def test_partial_cache_encodes_the_rest(tiny_bert_dir: Path, tmp_path: Path) -> 
     assert np.array_equal(embeddings, expected)
     assert second.stats.chunks_encoded == 1
     assert second.stats.chunks_reused == 2
+
+
+def test_token_budget_limits_batches(tiny_bert_dir: Path) -> None:
+    encoder = tiny_encoder(tiny_bert_dir, batch_size=8, max_batch_tokens=24)
+    shapes = []
+    original = encoder._forward
+
+    def recording_forward(features: dict, *, normalize: bool) -> np.ndarray:
+        shapes.append(tuple(features["input_ids"].shape))
+        return original(features, normalize=normalize)
+
+    encoder._forward = recording_forward  # type: ignore[method-assign]
+    texts = SENTENCES + ["cat", "dog sat", "the sea"]
+    budgeted = encoder.embed(texts)
+    reference = tiny_encoder(tiny_bert_dir, batch_size=8, max_batch_tokens=10_000).embed(texts)
+
+    assert len(shapes) > 1
+    for rows, tokens in shapes:
+        assert rows == 1 or rows * tokens <= 24, shapes
+    assert sum(rows for rows, _ in shapes) == len(texts)
+    assert np.allclose(budgeted, reference, atol=1e-5)
+
+
+def test_default_budget_on_cpu(tiny_bert_dir: Path) -> None:
+    from eval.encoder import CPU_BATCH_TOKENS
+
+    assert tiny_encoder(tiny_bert_dir).max_batch_tokens == CPU_BATCH_TOKENS

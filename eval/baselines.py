@@ -15,13 +15,12 @@ from __future__ import annotations
 import datetime
 import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from eval.atomic import write_text_atomic
 from eval.results import HARNESS_KEY
 
 logger = logging.getLogger(__name__)
@@ -212,23 +211,6 @@ def harness_value(record: Mapping[str, Any], dotted_key: str) -> tuple[bool, Any
             return False, None
         node = node[part]
     return True, node
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` through a temporary file and a rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
 
 
 def metric_value(record: Mapping[str, Any], metric: str) -> Optional[float]:

@@ -43,8 +43,8 @@ from eval.baselines import (
     metric_value,
     rebaseline,
     warning_band,
-    write_text_atomic,
 )
+from eval.atomic import write_text_atomic
 from eval.config import CONFIG_DIR
 from eval.results import HARNESS_KEY, path_component, read_record, settings_slug
 

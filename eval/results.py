@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
+
+from eval.atomic import write_text_atomic
 
 SCHEMA_VERSION = 1
 HARNESS_KEY = "harness"
@@ -56,26 +56,14 @@ def per_query_path(record: Path) -> Path:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-    )
-    try:
-        with handle:
-            json.dump(payload, handle, indent=2, ensure_ascii=False, allow_nan=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        # tempfile creates the file readable by its owner only; give it the
-        # permissions a plain open() would, under the process umask.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(handle.name, 0o666 & ~umask)
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    """Write JSON to ``path`` through a temporary file and a rename, so readers never see half a file.
+
+    Raises:
+        ValueError: the payload contains NaN or infinity, which JSON cannot carry;
+            nothing is written then.
+    """
+    text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    write_text_atomic(path, text)
 
 
 def build_record(task_result: Any, harness: Mapping[str, Any]) -> dict[str, Any]:

@@ -97,11 +97,11 @@ def test_failed_write_keeps_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     path = tmp_path / "Task.json"
     write_json_atomic(path, {"version": "old"})
 
-    def dump_half(payload: Any, handle: Any, **kwargs: Any) -> None:
-        handle.write('{"version": "ne')
+    def interrupted_fsync(descriptor: int) -> None:
+        # The new content is written to the temporary file, not yet renamed.
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(json, "dump", dump_half)
+    monkeypatch.setattr("eval.atomic.os.fsync", interrupted_fsync)
     with pytest.raises(KeyboardInterrupt):
         write_json_atomic(path, {"version": "new"})
     monkeypatch.undo()
@@ -185,15 +185,17 @@ def small_beir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_rerun_skips_finished_pair(
     tiny_bert_dir: Path, small_beir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import eval.tasks
+    import eval.run
 
     overrides = overrides_for(tiny_bert_dir, small_beir, tmp_path / "results", "cache_dir=null")
     first = run(compose_run_config(overrides), overrides)
 
     def fail(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("a skipped run must not load data")
+        raise AssertionError("a skipped run must not evaluate")
 
-    monkeypatch.setattr(eval.tasks, "prepare_task", fail)
+    # The data is loaded to compare its fingerprints with the record's, but
+    # the evaluation is skipped.
+    monkeypatch.setattr(eval.run, "_evaluate", fail)
     second = run(compose_run_config(overrides), overrides)
 
     assert not first.skipped

@@ -17,6 +17,7 @@ from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 
+from eval.atomic import write_bytes_atomic, write_text_atomic
 from eval.report import plots, render, tables
 from eval.report.records import ReportInputError, load_records, select_environment
 
@@ -112,10 +113,10 @@ def build_report(paths: Sequence[Path], output_dir: Path, options: Optional[Repo
     for name, png in (("scores.png", scores_png), ("drift.png", drift_png)):
         if png is not None:
             files[name.removesuffix(".png") + "_png"] = output_dir / name
-            render.write_bytes_atomic(output_dir / name, png)
+            write_bytes_atomic(output_dir / name, png)
 
-    render.write_text_atomic(files["markdown"], render.render_markdown(options.title, sections, summary))
-    render.write_text_atomic(files["html"], render.render_html(options.title, sections, summary))
+    write_text_atomic(files["markdown"], render.render_markdown(options.title, sections, summary))
+    write_text_atomic(files["html"], render.render_html(options.title, sections, summary))
     render.write_csv(files["records_csv"], frame)
     render.write_csv(files["checkpoints_csv"], checkpoints, index=True)
     render.write_csv(files["significance_csv"], significance)

@@ -11,8 +11,8 @@ Both names are hex digests, so no model id or text ever becomes a path.
 
 The model fingerprint covers everything that changes an embedding's bits:
 the weights and tokenizer files, dtype, device type, max_length, pooling,
-batch size (padding changes float sums) and the torch, transformers and
-tokenizers versions. The chunk key adds the normalisation flag and the exact
+batch size and token budget (padding changes float sums), the torch,
+transformers and tokenizers versions, and the encoder module's source. The chunk key adds the normalisation flag and the exact
 prefixed texts in encoding order.
 """
 

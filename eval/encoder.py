@@ -208,6 +208,9 @@ class E5Encoder(AbsEncoder):
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "tokenizers": tokenizers.__version__,
+            # Any edit to this module (pooling, batching, normalisation) starts a
+            # new cache folder, so a code change can never be hidden by old embeddings.
+            "encoder_source_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
         }
 
     def _model_max_positions(self) -> int:

@@ -32,7 +32,7 @@ class CheckpointError(RuntimeError):
 
 @dataclass
 class CheckpointInfo:
-    """What was loaded, as the results record reports it."""
+    """Identity of the loaded checkpoint, as the results record reports it."""
 
     model_id: str
     revision: str
@@ -47,7 +47,7 @@ def resolve_checkpoint(model_cfg: "ModelConfig") -> CheckpointInfo:
     """Find the checkpoint folder named by ``model.path``, ``model.package`` or ``model.hf_id``.
 
     Raises:
-        CheckpointError: the folder does not exist, holds no weights, or the hub
+        CheckpointError: the folder does not exist, contains no weights, or the hub
             cannot be reached and the revision is not in the local cache.
     """
     if model_cfg.path:

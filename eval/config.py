@@ -33,7 +33,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    """Where a checkpoint comes from and how its embeddings are made."""
+    """Checkpoint source and embedding settings of a run."""
 
     name: str = MISSING
     hf_id: Optional[str] = None
@@ -54,7 +54,7 @@ class ModelConfig:
 
 @dataclass
 class TaskConfig:
-    """Which benchmark task to run and where its data lives."""
+    """Benchmark task of a run and the location of its data."""
 
     source: str = MISSING
     name: str = MISSING
@@ -90,7 +90,7 @@ def register_schemas() -> None:
 def register_mteb_task_configs(arguments: list[str]) -> None:
     """Add a ``task/mteb/<TaskName>`` config for each MTEB task named in ``arguments``.
 
-    MTEB's registry holds over a thousand tasks, so their configs are created
+    MTEB's registry contains over a thousand tasks, so their configs are created
     on demand instead of shipped as files; whether the name exists in MTEB is
     checked when the run starts.
     """

@@ -1,7 +1,7 @@
 """Atomic file writes: a temporary file in the target folder, then a rename.
 
-A reader, or a run killed halfway, never sees half a file: the old content
-stays until the new one is complete and flushed.
+A reader, or a run killed halfway, never finds half a file, because the old
+content stays until the new one is complete and flushed.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ def load_model_and_tokenizer(
 
     Raises:
         CheckpointError: the checkpoint needs ``trust_remote_code``, its pickle
-            holds more than tensors, or it cannot be read.
+            contains more than tensors, or it cannot be read.
     """
     from safetensors import SafetensorError
     from transformers import AutoModel, AutoTokenizer

@@ -91,7 +91,7 @@ def register_mteb_task_configs(arguments: list[str]) -> None:
     """Add a ``task/mteb/<TaskName>`` config for each MTEB task named in ``arguments``.
 
     MTEB's registry contains over a thousand tasks, so their configs are created
-    on demand instead of shipped as files; whether the name exists in MTEB is
+    on demand instead of shipped as files. Whether the name exists in MTEB is
     checked when the run starts.
     """
     from hydra.core.config_store import ConfigStore

@@ -19,15 +19,16 @@ prefixed texts in encoding order.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
+
+from eval.atomic import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -139,19 +140,9 @@ class EmbeddingCache:
         self._fingerprint_written = True
 
     def _write_atomic(self, path: Path, write: Any) -> None:
-        # os.open with mode 0o666 lets the umask set the permissions, as for any
-        # new file; tempfile would create it readable by its owner only.
-        temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                write(handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, path)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        write(buffer)
+        write_bytes_atomic(path, buffer.getvalue())
 
     def _discard(self, path: Path, reason: str) -> None:
         logger.warning("Ignoring cached embeddings %s because %s; encoding that chunk again", path, reason)

@@ -1,8 +1,8 @@
 """The E5 encoder: a transformers model behind MTEB's encoder protocol.
 
 Each text gets the prefix that :mod:`eval.prefixes` assigns, is truncated to
-``max_length`` tokens, and goes through the model; the last hidden states are
-pooled over the attention mask and, where the task wants it, L2-normalised.
+``max_length`` tokens and goes through the model. The last hidden states are
+pooled over the attention mask and, where the task calls for it, L2-normalised.
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ class E5Encoder(AbsEncoder):
         self.prefix_scheme = prefix_scheme or model_cfg.prefix_scheme
         self.device = select_device(model_cfg.device)
         self.dtype = select_dtype(model_cfg.dtype, self.device)
+
         self.checkpoint: CheckpointInfo = resolve_checkpoint(model_cfg)
         self.model, self.tokenizer = load_model_and_tokenizer(
             self.checkpoint,
@@ -153,6 +154,7 @@ class E5Encoder(AbsEncoder):
             device=self.device,
             trust_remote_code=model_cfg.trust_remote_code,
         )
+
         self.max_length = min(model_cfg.max_length, self._model_max_positions())
         if self.max_length < model_cfg.max_length:
             logger.warning(
@@ -164,13 +166,16 @@ class E5Encoder(AbsEncoder):
             )
         self.pool = POOLING[model_cfg.pooling]
         self.stats = EncodeStats()
+
         # The batch size in force; halved for the rest of the run after an out-of-memory error.
         self.batch_size = model_cfg.batch_size
         # Padded tokens per forward pass; long texts get smaller batches.
         self.max_batch_tokens = model_cfg.max_batch_tokens or _default_batch_tokens(self.device, model_cfg)
-        # Whole batches per chunk, so that cached and freshly encoded chunks pad identically.
+        # Texts per cached chunk, rounded up to whole batches. Batches are formed
+        # inside a chunk, so a cached chunk and a fresh encode of it pad identically.
         self.chunk_size = -(-max(chunk_size, 1) // self.batch_size) * self.batch_size
         self.cache = EmbeddingCache(cache_dir, self.fingerprint()) if cache_dir is not None else None
+
         self.mteb_model_meta = self._model_meta()
         logger.info(
             "Loaded %s (revision %s) on %s in %s; pooling=%s, max_length=%d, prefix scheme %s",

@@ -20,7 +20,7 @@ def probe_hub_endpoint() -> Optional[str]:
     """Return why the hub endpoint cannot be reached, or None when it can.
 
     huggingface_hub retries an unreachable host for about 25 s before it gives
-    up; one TCP connect with a short timeout tells the same in seconds.
+    up; one TCP connect with a short timeout finds the same in seconds.
     """
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     parsed = urlparse(endpoint)

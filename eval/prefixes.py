@@ -1,8 +1,8 @@
 """Prefix rules: which text an E5-style encoder prepends to each input.
 
 One function, :func:`resolve_prefix`, maps (scheme, task type, task name,
-prompt type) to the string put in front of every text. The encoder calls it;
-no other module knows a prefix.
+prompt type) to the string put in front of every text. The encoder calls it,
+and no other module contains a prefix.
 
 Rules, checked in this order for each scheme:
 
@@ -124,7 +124,7 @@ class _MetadataView:
 def task_instruction(task_metadata: "TaskMetadata") -> str:
     """Return the task description that instruction-tuned E5 models expect.
 
-    MTEB's task metadata holds it as ``prompt`` (a string, or a dict keyed by
+    MTEB's task metadata stores it as ``prompt`` (a string, or a dict keyed by
     prompt type); tasks without one fall back to MTEB's default for their type.
     """
     prompt = task_metadata.prompt

@@ -28,9 +28,9 @@ _UNSAFE_PATH_CHARACTERS = re.compile(r"[^A-Za-z0-9._=+-]+")
 def path_component(value: str) -> str:
     """Turn a model id, revision or task name into one safe folder or file name.
 
-    Slashes become ``__`` as in MTEB's result folders; other characters
-    outside ``[A-Za-z0-9._=+-]`` become ``_``, and leading dots are dropped so
-    no component can be ``..`` or hidden.
+    Slashes become ``__`` as in MTEB's result folders, and other characters
+    outside ``[A-Za-z0-9._=+-]`` become ``_``. Leading dots are dropped, so no
+    component can be ``..`` or hidden.
     """
     safe = _UNSAFE_PATH_CHARACTERS.sub("_", value.replace("/", "__")).lstrip(".")
     return safe or "_"

@@ -37,7 +37,7 @@ PYTREC_MEASURES = {"ndcg_at": "ndcg_cut", "map_at": "map_cut", "recall_at": "rec
 
 @dataclasses.dataclass
 class RunOutcome:
-    """Where a run's record is and what it holds."""
+    """Outcome of a run: the record's path, its content and whether the run was skipped."""
 
     record_path: Path
     record: dict[str, Any]
@@ -64,8 +64,8 @@ def run(cfg: "RunConfig", overrides: Optional[list[str]] = None) -> RunOutcome:
     """Evaluate ``cfg.model`` on ``cfg.task`` and write the results record.
 
     A record that already exists for the same model, settings and task is
-    returned as it is unless ``cfg.overwrite`` is set; one computed from other
-    weights or data files is an error. Runs that write the
+    returned as it is unless ``cfg.overwrite`` is set. An existing record
+    computed from other weights or data files is an error. Runs that write the
     same record take turns through a lock file beside it, so a second run
     waits for the first and then returns the first run's record.
     """
@@ -232,8 +232,8 @@ def _evaluate(encoder: "E5Encoder", plan: "TaskPlan", show_progress_bar: bool) -
 def _searcher(encoder: "E5Encoder") -> Any:
     """Wrap the encoder in MTEB's search wrapper with the exact chunked index.
 
-    MTEB encodes queries and corpus through the encoder; the index replaces its
-    default search so that ties are broken by document id and memory stays
+    MTEB encodes queries and corpus through the encoder. The index replaces
+    MTEB's default search, so ties are broken by document id and memory stays
     bounded by the chunk size.
     """
     from eval.search import ExactSearchIndex, ListIdSearchWrapper
@@ -260,9 +260,9 @@ def _read_predictions(folder: Path, part: "PreparedTask") -> Any:
 
 
 def _capture_per_query_scores(part: "PreparedTask") -> None:
-    # MTEB computes per-query retrieval scores with pytrec_eval and hands them to
-    # the task's ``task_specific_scores`` hook before averaging; wrapping that
-    # hook on this one task object keeps them without re-scoring.
+    # MTEB computes per-query retrieval scores with pytrec_eval and passes them
+    # to the task's ``task_specific_scores`` hook before averaging. Wrapping that
+    # hook on this one task object keeps them without scoring twice.
     task = part.task
     original = getattr(task, "task_specific_scores", None)
     if original is None:

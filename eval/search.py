@@ -133,8 +133,8 @@ def exact_search(
 class ExactSearchIndex:
     """MTEB search backend (``IndexEncoderSearchProtocol``) doing exact chunked search.
 
-    MTEB's ``SearchEncoderWrapper`` encodes the corpus once, hands the
-    embeddings to :meth:`add_documents` and asks :meth:`search` for the top-k
+    MTEB's ``SearchEncoderWrapper`` encodes the corpus once, passes the
+    embeddings to :meth:`add_documents` and calls :meth:`search` for the top-k
     of each query. Scores are cosine similarities in float32, like MTEB's own
     full-corpus search, but computed chunk by chunk with ties broken by
     document id.

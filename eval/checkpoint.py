@@ -8,15 +8,16 @@ import importlib
 import importlib.metadata
 import logging
 import pickle
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from eval.hub import hub_offline, probe_hub_endpoint
 
 if TYPE_CHECKING:
     import torch
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
     from eval.config import ModelConfig
 
@@ -161,6 +162,76 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def load_config(info: CheckpointInfo, *, trust_remote_code: bool) -> "PretrainedConfig":
+    """Read the checkpoint's ``config.json`` without importing the model code or reading weights.
+
+    Raises:
+        CheckpointError: the checkpoint needs ``trust_remote_code`` or its config cannot be read.
+    """
+    from transformers import AutoConfig
+
+    with _load_errors(info, info.folder):
+        return AutoConfig.from_pretrained(info.folder, trust_remote_code=trust_remote_code)
+
+
+def load_tokenizer(info: CheckpointInfo, *, trust_remote_code: bool) -> "PreTrainedTokenizerBase":
+    """Load the checkpoint's tokenizer.
+
+    Raises:
+        CheckpointError: the checkpoint needs ``trust_remote_code`` or its tokenizer files cannot be read.
+    """
+    from transformers import AutoTokenizer
+
+    with _load_errors(info, info.folder):
+        return AutoTokenizer.from_pretrained(info.folder, trust_remote_code=trust_remote_code)
+
+
+def load_model(
+    info: CheckpointInfo,
+    *,
+    dtype: "torch.dtype",
+    device: "torch.device",
+    trust_remote_code: bool,
+    attn_implementation: Optional[str] = None,
+) -> "PreTrainedModel":
+    """Load the transformers encoder from the checkpoint folder, in eval mode on ``device``.
+
+    The dtype is passed explicitly: transformers 5 otherwise loads the dtype
+    written in the checkpoint's config. ``model.safetensors`` is preferred
+    when a folder contains both weight files, and pickle-based ``pytorch_model.bin``
+    weights are read with torch's ``weights_only`` unpickler, which rejects
+    any pickle that would import and call code. ``attn_implementation`` None
+    lets transformers choose.
+
+    Raises:
+        CheckpointError: the checkpoint needs ``trust_remote_code``, its pickle
+            contains more than tensors, or it cannot be read.
+    """
+    from transformers import AutoModel
+
+    def from_pretrained(attention: Optional[str]) -> "PreTrainedModel":
+        extra = {"attn_implementation": attention} if attention is not None else {}
+        return AutoModel.from_pretrained(
+            info.folder,
+            dtype=dtype,
+            use_safetensors=info.weights_file.endswith(".safetensors"),
+            weights_only=True,
+            trust_remote_code=trust_remote_code,
+            **extra,
+        )
+
+    with _load_errors(info, info.weights_file):
+        try:
+            model = from_pretrained(attn_implementation)
+        except ValueError as error:
+            if attn_implementation is None or "does not support an attention implementation" not in str(error):
+                raise
+            logger.info("%s; loading it with the attention that transformers picks", error)
+            model = from_pretrained(None)
+    model.eval()
+    return model.to(device)
+
+
 def load_model_and_tokenizer(
     info: CheckpointInfo,
     *,
@@ -168,31 +239,36 @@ def load_model_and_tokenizer(
     device: "torch.device",
     trust_remote_code: bool,
 ) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase"]:
-    """Load the transformers encoder and its tokenizer from the checkpoint folder.
+    """Load the encoder (see :func:`load_model`) and its tokenizer together."""
+    tokenizer = load_tokenizer(info, trust_remote_code=trust_remote_code)
+    model = load_model(info, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    return model, tokenizer
 
-    The dtype is passed explicitly: transformers 5 otherwise loads the dtype
-    written in the checkpoint's config. ``model.safetensors`` is preferred
-    when a folder contains both weight files, and pickle-based ``pytorch_model.bin``
-    weights are read with torch's ``weights_only`` unpickler, which rejects
-    any pickle that would import and call code.
 
-    Raises:
-        CheckpointError: the checkpoint needs ``trust_remote_code``, its pickle
-            contains more than tensors, or it cannot be read.
-    """
+def count_parameters(info: CheckpointInfo) -> Optional[int]:
+    """Count the weights from the safetensors header alone; None for pickle-based weights."""
+    if not info.weights_file.endswith(".safetensors"):
+        return None
+    from safetensors import safe_open
+
+    total = 0
+    with safe_open(str(Path(info.folder) / info.weights_file), framework="numpy") as handle:
+        for name in handle.keys():
+            shape = handle.get_slice(name).get_shape()
+            count = 1
+            for size in shape:
+                count *= size
+            total += count
+    return total
+
+
+@contextmanager
+def _load_errors(info: CheckpointInfo, what: str) -> Iterator[None]:
+    """Turn the errors transformers raises while reading ``what`` into a CheckpointError with a fix."""
     from safetensors import SafetensorError
-    from transformers import AutoModel, AutoTokenizer
 
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(info.folder, **kwargs)
-        model = AutoModel.from_pretrained(
-            info.folder,
-            dtype=dtype,
-            use_safetensors=info.weights_file.endswith(".safetensors"),
-            weights_only=True,
-            **kwargs,
-        )
+        yield
     except pickle.UnpicklingError as error:
         reason = str(error).strip().splitlines()[-1]
         raise CheckpointError(
@@ -210,9 +286,6 @@ def load_model_and_tokenizer(
         raise CheckpointError(f"could not load checkpoint {info.model_id} from {info.folder}: {error}") from error
     except (OSError, SafetensorError) as error:
         raise CheckpointError(
-            f"could not load checkpoint {info.model_id} from {info.folder}: {error}; check that the weights "
-            "file is complete (re-download or re-save it)"
+            f"could not load {what} of checkpoint {info.model_id} from {info.folder}: {error}; check that the "
+            "files are complete (re-download or re-save them)"
         ) from error
-
-    model.eval()
-    return model.to(device), tokenizer

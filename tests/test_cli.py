@@ -298,3 +298,18 @@ def test_multirun_unknown_model_one_line(tmp_path: Path) -> None:
     assert completed.returncode == 2
     assert error_lines(completed) == [error_lines(completed)[0]]
     assert error_lines(completed)[0].startswith("error: unknown model 'minilm-l7'; valid choices: e5-base")
+
+
+def test_collector_back_on_after_main(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    from eval.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", ["eval", "model=minilm-l6"])
+    assert gc.isenabled()
+
+    with pytest.raises(SystemExit) as caught:
+        main()
+
+    assert caught.value.code == 2
+    assert gc.isenabled()

@@ -10,7 +10,15 @@ import pytest
 import torch
 
 from eval.config import ConfigError, ModelConfig
-from eval.encoder import E5Encoder, cls_pooling, mean_pooling, select_device, select_dtype
+from eval.encoder import (
+    E5Encoder,
+    cls_pooling,
+    cpu_has_native_bf16,
+    keep_freed_memory,
+    mean_pooling,
+    select_device,
+    select_dtype,
+)
 
 SENTENCES = [
     "the cat sat on the mat",
@@ -88,10 +96,33 @@ def test_empty_input(tiny_bert_dir: Path) -> None:
     assert embeddings.shape == (0, 32)
 
 
-def test_half_precision_rejected_on_cpu() -> None:
+def test_float16_rejected_on_cpu() -> None:
     with pytest.raises(ConfigError, match="model.dtype=float16 is only supported on a GPU"):
         select_dtype("float16", torch.device("cpu"))
     assert select_dtype("float32", torch.device("cpu")) == torch.float32
+    assert select_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [("fpu avx512f amx_bf16 amx_tile", True), ("fpu avx512f avx512_bf16", True), ("fpu avx2 fma", False)],
+)
+def test_native_bf16_read_from_cpu_flags(tmp_path: Path, flags: str, native: bool) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+
+    assert cpu_has_native_bf16(cpuinfo) is native
+    assert cpu_has_native_bf16(tmp_path / "missing") is False
+
+
+def test_emulated_bf16_warns(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import eval.encoder as encoder_module
+
+    monkeypatch.setattr(encoder_module, "cpu_has_native_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="eval.encoder"):
+        select_dtype("bfloat16", torch.device("cpu"))
+
+    assert "bfloat16 is emulated" in caplog.text
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -189,3 +220,16 @@ def test_default_budget_on_cpu(tiny_bert_dir: Path) -> None:
     from eval.encoder import CPU_BATCH_TOKENS
 
     assert tiny_encoder(tiny_bert_dir).max_batch_tokens == CPU_BATCH_TOKENS
+
+
+@pytest.mark.skipif(not Path("/lib/x86_64-linux-gnu/libc.so.6").exists() and not Path("/lib/aarch64-linux-gnu/libc.so.6").exists(), reason="not a glibc system")
+def test_allocator_keeps_freed_memory() -> None:
+    assert keep_freed_memory() is True
+
+
+def test_no_c_library_means_no_tuning(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes.util
+
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+
+    assert keep_freed_memory() is False

@@ -139,6 +139,68 @@ def test_cache_reuses_identical_bits(tiny_bert_dir: Path, tmp_path: Path) -> Non
     assert second.stats.chunks_encoded == 0
 
 
+def test_fully_cached_run_skips_the_weights(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    texts = make_texts(30)
+    expected = tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8).embed(texts)
+
+    warm = tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8)
+    reused = warm.embed(texts)
+
+    assert np.array_equal(reused, expected)
+    assert not warm.model_loaded
+    assert warm.stats.chunks_reused == 4
+    assert warm.effective_dtype == "float32"
+
+
+def test_one_new_text_loads_the_weights(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    texts = make_texts(30)
+    tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8).embed(texts)
+
+    warm = tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8)
+    warm.embed(texts + ["an unseen text"])
+
+    assert warm.model_loaded
+    assert warm.stats.chunks_encoded >= 1
+
+
+def test_attention_fallback_moves_the_cache(tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import eval.encoder as encoder_module
+
+    real_load_model = encoder_module.load_model
+
+    def load_eager(*args: Any, **kwargs: Any) -> Any:
+        model = real_load_model(*args, **{**kwargs, "attn_implementation": "eager"})
+        return model
+
+    monkeypatch.setattr(encoder_module, "load_model", load_eager)
+    encoder = tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8)
+    assert encoder.cache is not None
+    planned_folder = encoder.cache.folder
+
+    encoder.embed(make_texts(10))
+
+    assert encoder.attn_implementation == "eager"
+    assert encoder.fingerprint()["attn_implementation"] == "eager"
+    assert encoder.cache.folder != planned_folder
+    assert list(encoder.cache.folder.glob("*.npy"))
+    assert not planned_folder.exists()
+
+
+def test_bfloat16_on_cpu_stays_close_to_float32(tiny_bert_dir: Path) -> None:
+    texts = make_texts(12)
+    full = tiny_encoder(tiny_bert_dir).embed(texts)
+    model_cfg = ModelConfig(name="tiny", path=str(tiny_bert_dir), device="cpu", max_length=64, prefix_scheme="none", dtype="bfloat16")
+    half = E5Encoder(model_cfg)
+
+    embeddings = half.embed(texts)
+
+    assert half.effective_dtype == "bfloat16"
+    assert embeddings.dtype == np.float32
+    assert not np.array_equal(embeddings, full)
+    assert (embeddings * full).sum(axis=1).min() > 0.99
+    assert half.fingerprint()["dtype"] == "bfloat16"
+
+
 def test_chunks_match_unchunked_batches(tiny_bert_dir: Path) -> None:
     # Chunks hold whole batches, so chunking never changes how a batch pads.
     texts = make_texts(37)

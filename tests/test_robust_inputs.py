@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from eval.beir_data import InvalidFieldError, InvalidJsonError, MissingFieldError, MissingFileError
-from eval.checkpoint import CheckpointError, load_model_and_tokenizer, resolve_checkpoint
+from eval.checkpoint import (
+    CheckpointError,
+    count_parameters,
+    load_config,
+    load_model,
+    load_model_and_tokenizer,
+    resolve_checkpoint,
+)
 from eval.config import ConfigError, ModelConfig, TaskConfig, compose_run_config, validate
 from eval.results import path_component, record_path
 from eval.tasks import prepare_task
@@ -193,6 +200,36 @@ def test_remote_code_needs_opt_in(tiny_bert_dir: Path, tmp_path: Path) -> None:
 
     with pytest.raises(CheckpointError, match="model.trust_remote_code=true"):
         load_model_and_tokenizer(info, dtype=torch.float32, device=torch.device("cpu"), trust_remote_code=False)
+
+
+def test_remote_code_config_needs_opt_in(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    folder = copy_checkpoint(tiny_bert_dir, tmp_path / "custom-config")
+    config = json.loads((folder / "config.json").read_text())
+    config["model_type"] = "custom-encoder"
+    config["auto_map"] = {"AutoConfig": "configuration_custom.CustomConfig"}
+    (folder / "config.json").write_text(json.dumps(config))
+    info = resolve_checkpoint(ModelConfig(name="local", path=str(folder)))
+
+    with pytest.raises(CheckpointError, match="model.trust_remote_code=true"):
+        load_config(info, trust_remote_code=False)
+
+
+def test_attention_without_sdpa_falls_back(tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from transformers import BertModel
+
+    monkeypatch.setattr(BertModel, "_supports_sdpa", False)
+    info = resolve_checkpoint(ModelConfig(name="local", path=str(tiny_bert_dir)))
+
+    model = load_model(info, dtype=torch.float32, device=torch.device("cpu"), trust_remote_code=False, attn_implementation="sdpa")
+
+    assert model.config._attn_implementation == "eager"
+
+
+def test_parameters_counted_from_the_header(tiny_bert_dir: Path) -> None:
+    info = resolve_checkpoint(ModelConfig(name="local", path=str(tiny_bert_dir)))
+    model = load_model(info, dtype=torch.float32, device=torch.device("cpu"), trust_remote_code=False)
+
+    assert count_parameters(info) == sum(parameter.numel() for parameter in model.parameters())
 
 
 def test_pickle_with_code_rejected(tiny_bert_dir: Path, tmp_path: Path) -> None:

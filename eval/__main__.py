@@ -203,5 +203,5 @@ def _main() -> None:
 
 if __name__ == "__main__":
     main()
-    # What is still alive lives until exit; frozen, the final collection skips it.
+    # Objects alive now last until exit. Frozen, they are skipped by the final collection.
     gc.freeze()

@@ -263,8 +263,8 @@ def count_parameters(info: CheckpointInfo) -> Optional[int]:
 
 
 @contextmanager
-def _load_errors(info: CheckpointInfo, what: str) -> Iterator[None]:
-    """Turn the errors transformers raises while reading ``what`` into a CheckpointError with a fix."""
+def _load_errors(info: CheckpointInfo, files: str) -> Iterator[None]:
+    """Turn the errors transformers raises while reading ``files`` into a CheckpointError with a fix."""
     from safetensors import SafetensorError
 
     try:
@@ -286,6 +286,6 @@ def _load_errors(info: CheckpointInfo, what: str) -> Iterator[None]:
         raise CheckpointError(f"could not load checkpoint {info.model_id} from {info.folder}: {error}") from error
     except (OSError, SafetensorError) as error:
         raise CheckpointError(
-            f"could not load {what} of checkpoint {info.model_id} from {info.folder}: {error}; check that the "
+            f"could not load {files} of checkpoint {info.model_id} from {info.folder}: {error}; check that the "
             "files are complete (re-download or re-save them)"
         ) from error

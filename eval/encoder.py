@@ -111,7 +111,7 @@ def select_device(requested: str) -> torch.device:
 def select_dtype(requested: str, device: torch.device) -> torch.dtype:
     """Return the torch dtype for the weights.
 
-    bfloat16 runs on the CPU too: on CPUs with AMX or AVX512-BF16 it is
+    bfloat16 runs on the CPU too: on CPUs with AMX or AVX512-BF16 it encodes
     about three times faster than float32, and its scores differ slightly
     (docs/BENCHMARKS.md gives the measured drift).
 
@@ -163,7 +163,7 @@ def keep_freed_memory() -> bool:
 
 
 def cpu_has_native_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
-    """Whether the CPU flags list AMX-BF16 or AVX512-BF16 (Linux only; False where unknown)."""
+    """Report whether the CPU flags in ``cpuinfo`` include amx_bf16 or avx512_bf16; False where unreadable."""
     try:
         text = cpuinfo.read_text(encoding="utf-8", errors="replace")
     except OSError:

@@ -7,6 +7,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import logging
+import math
 import pickle
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# A tokenizer needs one of these: WordPiece, BPE or SentencePiece vocabularies, or a fast tokenizer's file.
+VOCABULARY_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "sentencepiece.bpe.model", "spiece.model", "tokenizer.model")
 HUB_PATTERNS = ["*.json", "*.txt", "*.model", "model.safetensors", "pytorch_model.bin"]
 
 
@@ -170,7 +173,7 @@ def load_config(info: CheckpointInfo, *, trust_remote_code: bool) -> "Pretrained
     """
     from transformers import AutoConfig
 
-    with _load_errors(info, info.folder):
+    with _load_errors(info, "config.json"):
         return AutoConfig.from_pretrained(info.folder, trust_remote_code=trust_remote_code)
 
 
@@ -178,11 +181,21 @@ def load_tokenizer(info: CheckpointInfo, *, trust_remote_code: bool) -> "PreTrai
     """Load the checkpoint's tokenizer.
 
     Raises:
-        CheckpointError: the checkpoint needs ``trust_remote_code`` or its tokenizer files cannot be read.
+        CheckpointError: the folder has no vocabulary file, the checkpoint needs
+            ``trust_remote_code``, or its tokenizer files cannot be read.
     """
     from transformers import AutoTokenizer
 
-    with _load_errors(info, info.folder):
+    folder = Path(info.folder)
+    # Without a vocabulary transformers still builds a tokenizer that maps
+    # every word to [UNK], and the run would score that silently.
+    if not any((folder / name).is_file() for name in VOCABULARY_FILES):
+        found = ", ".join(sorted(path.name for path in folder.iterdir())) or "nothing"
+        raise CheckpointError(
+            f"checkpoint {info.model_id} in {folder} has no tokenizer vocabulary (expected one of "
+            f"{', '.join(VOCABULARY_FILES)}; found {found}); copy the tokenizer files of the original checkpoint there"
+        )
+    with _load_errors(info, "the tokenizer files"):
         return AutoTokenizer.from_pretrained(info.folder, trust_remote_code=trust_remote_code)
 
 
@@ -246,19 +259,20 @@ def load_model_and_tokenizer(
 
 
 def count_parameters(info: CheckpointInfo) -> Optional[int]:
-    """Count the weights from the safetensors header alone; None for pickle-based weights."""
+    """Count the weights from the safetensors header alone; None for pickle-based weights.
+
+    Raises:
+        CheckpointError: the safetensors file is truncated or its header is invalid.
+    """
     if not info.weights_file.endswith(".safetensors"):
         return None
     from safetensors import safe_open
 
     total = 0
-    with safe_open(str(Path(info.folder) / info.weights_file), framework="numpy") as handle:
-        for name in handle.keys():
-            shape = handle.get_slice(name).get_shape()
-            count = 1
-            for size in shape:
-                count *= size
-            total += count
+    with _load_errors(info, info.weights_file):
+        with safe_open(str(Path(info.folder) / info.weights_file), framework="numpy") as handle:
+            for name in handle.keys():
+                total += math.prod(handle.get_slice(name).get_shape())
     return total
 
 
@@ -283,8 +297,12 @@ def _load_errors(info: CheckpointInfo, files: str) -> Iterator[None]:
                 f"checkpoint {info.model_id} ships its own model code; review it, then run with "
                 "model.trust_remote_code=true"
             ) from error
-        raise CheckpointError(f"could not load checkpoint {info.model_id} from {info.folder}: {error}") from error
-    except (OSError, SafetensorError) as error:
+        raise CheckpointError(
+            f"could not load {files} of checkpoint {info.model_id} from {info.folder}: {error}; check that "
+            "the files are complete and valid (re-download or re-save them)"
+        ) from error
+    except (OSError, SafetensorError, RuntimeError) as error:
+        # torch raises RuntimeError for a truncated pytorch_model.bin ("PytorchStreamReader failed").
         raise CheckpointError(
             f"could not load {files} of checkpoint {info.model_id} from {info.folder}: {error}; check that the "
             "files are complete (re-download or re-save them)"

@@ -20,6 +20,7 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.models.model_meta import ModelMeta, ScoringFunction
 from tqdm.auto import tqdm
 
+from eval import checkpoint as checkpoint_module
 from eval import prefixes
 from eval.config import ConfigError
 from eval.checkpoint import (
@@ -258,9 +259,18 @@ class E5Encoder(AbsEncoder):
     @property
     def model(self) -> "PreTrainedModel":
         """The transformers encoder, loaded on first access."""
+        self.load_weights()
+        assert self._model is not None
+        return self._model
+
+    def load_weights(self) -> None:
+        """Load the weights now rather than at the first text to encode; a no-op once loaded.
+
+        Raises:
+            CheckpointError: the weights file cannot be read or loads in another dtype.
+        """
         if self._model is None:
             self._model = self._load_model()
-        return self._model
 
     @model.setter
     def model(self, model: "PreTrainedModel") -> None:
@@ -349,9 +359,10 @@ class E5Encoder(AbsEncoder):
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "tokenizers": tokenizers.__version__,
-            # Any edit to this module (pooling, batching, normalisation) starts a
-            # new cache folder, so a code change can never be hidden by old embeddings.
-            "encoder_source_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+            # Any edit to this module (pooling, batching, normalisation) or to
+            # the loading code starts a new cache folder, so a code change cannot
+            # be hidden by old embeddings.
+            "encoder_source_sha256": _source_sha256(Path(__file__), Path(checkpoint_module.__file__)),
         }
 
     def _model_max_positions(self) -> int:
@@ -462,7 +473,7 @@ class E5Encoder(AbsEncoder):
             return cached[[position[text] for text in texts]]
         # Loading the weights settles the attention implementation, and with
         # it the cache folder, before the plan or any chunk is looked up there.
-        _ = self.model
+        self.load_weights()
 
         encoded = self.tokenizer(
             unique_texts,
@@ -632,6 +643,13 @@ class E5Encoder(AbsEncoder):
 
 def _excerpt(text: str, limit: int = 100) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _source_sha256(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _tokenizer_files_sha256(folder: Path) -> str:

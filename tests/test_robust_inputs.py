@@ -13,14 +13,17 @@ import torch
 
 from eval.beir_data import InvalidFieldError, InvalidJsonError, MissingFieldError, MissingFileError
 from eval.checkpoint import (
+    VOCABULARY_FILES,
     CheckpointError,
     count_parameters,
     load_config,
     load_model,
     load_model_and_tokenizer,
+    load_tokenizer,
     resolve_checkpoint,
 )
 from eval.config import ConfigError, ModelConfig, TaskConfig, compose_run_config, validate
+from eval.encoder import E5Encoder
 from eval.results import path_component, record_path
 from eval.tasks import prepare_task
 
@@ -230,6 +233,50 @@ def test_parameters_counted_from_the_header(tiny_bert_dir: Path) -> None:
     model = load_model(info, dtype=torch.float32, device=torch.device("cpu"), trust_remote_code=False)
 
     assert count_parameters(info) == sum(parameter.numel() for parameter in model.parameters())
+
+
+def test_missing_vocabulary_rejected(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    folder = copy_checkpoint(tiny_bert_dir, tmp_path / "no-vocab")
+    for name in VOCABULARY_FILES + ("tokenizer_config.json", "special_tokens_map.json"):
+        (folder / name).unlink(missing_ok=True)
+    info = resolve_checkpoint(ModelConfig(name="local", path=str(folder)))
+
+    with pytest.raises(CheckpointError) as caught:
+        load_tokenizer(info, trust_remote_code=False)
+
+    assert "has no tokenizer vocabulary" in str(caught.value)
+    assert "vocab.txt" in str(caught.value)
+    assert "config.json" in str(caught.value)
+
+
+def test_truncated_safetensors_rejected_at_start(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    folder = copy_checkpoint(tiny_bert_dir, tmp_path / "truncated-safetensors")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    model_cfg = ModelConfig(name="local", path=str(folder), device="cpu")
+
+    with pytest.raises(CheckpointError) as caught:
+        E5Encoder(model_cfg)
+
+    assert "could not load model.safetensors" in str(caught.value)
+    assert "re-download or re-save" in str(caught.value)
+
+
+def test_truncated_pickle_rejected(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    folder = copy_checkpoint(tiny_bert_dir, tmp_path / "truncated-bin")
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    weights = folder / "pytorch_model.bin"
+    weights.write_bytes(weights.read_bytes()[:200])
+    info = resolve_checkpoint(ModelConfig(name="local", path=str(folder)))
+
+    with pytest.raises(CheckpointError) as caught:
+        load_model(info, dtype=torch.float32, device=torch.device("cpu"), trust_remote_code=False)
+
+    assert "could not load pytorch_model.bin" in str(caught.value)
 
 
 def test_pickle_with_code_rejected(tiny_bert_dir: Path, tmp_path: Path) -> None:

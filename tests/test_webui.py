@@ -200,6 +200,27 @@ def test_handler_load_missing_folder(handlers: TryModelHandlers, tmp_path: Path)
     assert f"checkpoint folder &#x27;{missing}&#x27; does not exist" in status
 
 
+def test_handler_load_truncated_weights(handlers: TryModelHandlers, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "truncated-bin"
+    shutil.copytree(tiny_bert_dir, folder)
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    weights = folder / "pytorch_model.bin"
+    weights.write_bytes(weights.read_bytes()[:200])
+
+    status, reference, _ = handlers.load(str(folder))
+
+    assert reference is None
+    assert "status-error" in status
+    assert "pytorch_model.bin" in status
+
+
 def test_handler_rank_over_limit(handlers: TryModelHandlers, tiny_bert_dir: Path) -> None:
     status, reference, selector = handlers.load(str(tiny_bert_dir))
     assert "status-ok" in status

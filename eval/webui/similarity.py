@@ -173,6 +173,9 @@ class ModelStore:
 
             logger.info("Loading model %s for the web page", key)
             encoder = E5Encoder(model_cfg)
+            # A broken weights file then fails here, when the user loads the
+            # model, rather than at the first ranking.
+            encoder.load_weights()
             self._encoders[key] = encoder
             while len(self._encoders) > self.capacity:
                 dropped, _ = self._encoders.popitem(last=False)

@@ -118,10 +118,10 @@ class EmbeddingCache:
             with np.load(path, allow_pickle=False) as stored:
                 plan = {"order": stored["order"], "tokens": int(stored["tokens"]), "at_max_length": int(stored["at_max_length"])}
         except (OSError, ValueError, KeyError, EOFError) as error:
-            self._discard(path, f"it cannot be read ({error})")
+            self._discard_plan(path, f"it cannot be read ({error})")
             return None
         if sorted(plan["order"].tolist()) != list(range(len(texts))):
-            self._discard(path, "its order is not a permutation of the texts")
+            self._discard_plan(path, "its order is not a permutation of the texts")
             return None
         return plan
 
@@ -146,6 +146,10 @@ class EmbeddingCache:
 
     def _discard(self, path: Path, reason: str) -> None:
         logger.warning("Ignoring cached embeddings %s because %s; encoding that chunk again", path, reason)
+        path.unlink(missing_ok=True)
+
+    def _discard_plan(self, path: Path, reason: str) -> None:
+        logger.warning("Ignoring cached encoding plan %s because %s; the texts are tokenised again", path, reason)
         path.unlink(missing_ok=True)
 
     def _remove_stale_temporary_files(self) -> None:

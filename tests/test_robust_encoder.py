@@ -255,3 +255,20 @@ def test_cache_paths_stay_inside_root(tmp_path: Path) -> None:
 
     assert path.is_relative_to((tmp_path / "cache").resolve())
     assert path.parent.parent == (tmp_path / "cache").resolve()
+
+
+def test_garbled_plan_tokenised_again(tiny_bert_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    texts = make_texts(16)
+    first = tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8)
+    expected = first.embed(texts)
+    assert first.cache is not None
+    (plan,) = first.cache.folder.glob("plan-*.npz")
+    plan.write_text("not a plan")
+
+    second = tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8)
+    with caplog.at_level(logging.WARNING, logger="eval.embedding_cache"):
+        embeddings = second.embed(texts)
+
+    assert np.array_equal(embeddings, expected)
+    assert "Ignoring cached encoding plan" in caplog.text
+    assert second.stats.chunks_reused == 2

@@ -245,19 +245,6 @@ def load_model(
     return model.to(device)
 
 
-def load_model_and_tokenizer(
-    info: CheckpointInfo,
-    *,
-    dtype: "torch.dtype",
-    device: "torch.device",
-    trust_remote_code: bool,
-) -> tuple["PreTrainedModel", "PreTrainedTokenizerBase"]:
-    """Load the encoder (see :func:`load_model`) and its tokenizer together."""
-    tokenizer = load_tokenizer(info, trust_remote_code=trust_remote_code)
-    model = load_model(info, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
-    return model, tokenizer
-
-
 def count_parameters(info: CheckpointInfo) -> Optional[int]:
     """Count the weights from the safetensors header alone; None for pickle-based weights.
 

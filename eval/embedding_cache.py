@@ -144,13 +144,14 @@ class EmbeddingCache:
         write(buffer)
         write_bytes_atomic(path, buffer.getvalue())
 
-    def _discard(self, path: Path, reason: str) -> None:
-        logger.warning("Ignoring cached embeddings %s because %s; encoding that chunk again", path, reason)
+    def _discard(
+        self, path: Path, reason: str, *, kind: str = "embeddings", consequence: str = "encoding that chunk again"
+    ) -> None:
+        logger.warning("Ignoring cached %s %s because %s; %s", kind, path, reason, consequence)
         path.unlink(missing_ok=True)
 
     def _discard_plan(self, path: Path, reason: str) -> None:
-        logger.warning("Ignoring cached encoding plan %s because %s; the texts are tokenised again", path, reason)
-        path.unlink(missing_ok=True)
+        self._discard(path, reason, kind="encoding plan", consequence="the texts are tokenised again")
 
     def _remove_stale_temporary_files(self) -> None:
         if not self.folder.is_dir():

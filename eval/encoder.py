@@ -38,7 +38,6 @@ if TYPE_CHECKING:
     from mteb.abstasks.task_metadata import TaskMetadata
     from mteb.types import BatchedInput, PromptType
     from torch.utils.data import DataLoader
-
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
     from eval.config import ModelConfig
@@ -263,6 +262,10 @@ class E5Encoder(AbsEncoder):
         assert self._model is not None
         return self._model
 
+    @model.setter
+    def model(self, model: "PreTrainedModel") -> None:
+        self._model = model
+
     def load_weights(self) -> None:
         """Load the weights now rather than at the first text to encode; a no-op once loaded.
 
@@ -271,10 +274,6 @@ class E5Encoder(AbsEncoder):
         """
         if self._model is None:
             self._model = self._load_model()
-
-    @model.setter
-    def model(self, model: "PreTrainedModel") -> None:
-        self._model = model
 
     @property
     def tokenizer(self) -> "PreTrainedTokenizerBase":

@@ -18,7 +18,6 @@ from eval.checkpoint import (
     count_parameters,
     load_config,
     load_model,
-    load_model_and_tokenizer,
     load_tokenizer,
     resolve_checkpoint,
 )
@@ -202,7 +201,7 @@ def test_remote_code_needs_opt_in(tiny_bert_dir: Path, tmp_path: Path) -> None:
     info = resolve_checkpoint(ModelConfig(name="local", path=str(folder)))
 
     with pytest.raises(CheckpointError, match="model.trust_remote_code=true"):
-        load_model_and_tokenizer(info, dtype=torch.float32, device=torch.device("cpu"), trust_remote_code=False)
+        load_model(info, dtype=torch.float32, device=torch.device("cpu"), trust_remote_code=False)
 
 
 def test_remote_code_config_needs_opt_in(tiny_bert_dir: Path, tmp_path: Path) -> None:
@@ -287,7 +286,7 @@ def test_pickle_with_code_rejected(tiny_bert_dir: Path, tmp_path: Path) -> None:
     info = resolve_checkpoint(ModelConfig(name="local", path=str(folder)))
 
     with pytest.raises(CheckpointError) as caught:
-        load_model_and_tokenizer(info, dtype=torch.float32, device=torch.device("cpu"), trust_remote_code=False)
+        load_model(info, dtype=torch.float32, device=torch.device("cpu"), trust_remote_code=False)
 
     assert "weights-only unpickler rejected it" in str(caught.value)
     assert "pytorch_model.bin" in str(caught.value)
@@ -303,7 +302,7 @@ def test_tensor_pickle_still_loads(tiny_bert_dir: Path, tmp_path: Path) -> None:
     torch.save(state, folder / "pytorch_model.bin")
     info = resolve_checkpoint(ModelConfig(name="local", path=str(folder)))
 
-    model, _ = load_model_and_tokenizer(info, dtype=torch.float32, device=torch.device("cpu"), trust_remote_code=False)
+    model = load_model(info, dtype=torch.float32, device=torch.device("cpu"), trust_remote_code=False)
 
     name, tensor = next(iter(state.items()))
     assert torch.equal(model.state_dict()[name.removeprefix("bert.")], tensor)
@@ -315,7 +314,7 @@ def test_safetensors_preferred_over_pickle(tiny_bert_dir: Path, tmp_path: Path) 
     torch.save({"weights": RunsCode(marker)}, folder / "pytorch_model.bin")
 
     info = resolve_checkpoint(ModelConfig(name="local", path=str(folder)))
-    load_model_and_tokenizer(info, dtype=torch.float32, device=torch.device("cpu"), trust_remote_code=False)
+    load_model(info, dtype=torch.float32, device=torch.device("cpu"), trust_remote_code=False)
 
     assert info.weights_file == "model.safetensors"
     assert not marker.exists()

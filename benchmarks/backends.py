@@ -7,6 +7,9 @@ Every backend goes through the harness's own batching and pooling
 
 - ``eager``: the harness as it runs, PyTorch eager with SDPA attention, float32.
 - ``compile``: the same model under ``torch.compile`` (Inductor, dynamic shapes), float32.
+- ``compile-freezing``: ``compile`` with Inductor's freezing, which treats the
+  weights as constants: it prepacks them for MKL and fuses bias and GELU into
+  the matmuls.
 - ``onnxruntime``: the model exported to ONNX and fused by ONNX Runtime's
   BERT optimiser (attention, bias-GELU, skip-layer-norm), float32.
 - ``bf16``: the harness with ``model.dtype=bfloat16``.
@@ -42,6 +45,13 @@ def minilm_settings(dtype: str = "float32") -> ModelConfig:
 
 def compile_model(encoder: E5Encoder) -> None:
     encoder.model = torch.compile(encoder.model, dynamic=True)
+
+
+def compile_frozen_model(encoder: E5Encoder) -> None:
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True
+    compile_model(encoder)
 
 
 class OnnxRuntimeEncoder:
@@ -122,7 +132,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("EVAL_DATA_DIR", "data"))
     parser.add_argument("--documents", type=int, default=800)
-    parser.add_argument("--backends", nargs="+", default=["eager", "compile", "onnxruntime", "bf16"])
+    parser.add_argument("--backends", nargs="+", default=["eager", "compile", "compile-freezing", "onnxruntime", "bf16"])
     parser.add_argument("--output", type=Path, default=None, help="write the JSON reports here")
     args = parser.parse_args()
 
@@ -137,6 +147,7 @@ def main() -> None:
         set_ups: dict[str, tuple[str, Callable[[E5Encoder], None]]] = {
             "eager": ("float32", lambda encoder: None),
             "compile": ("float32", compile_model),
+            "compile-freezing": ("float32", compile_frozen_model),
             "onnxruntime": ("float32", lambda encoder: onnxruntime_session(encoder, Path(work))),
             "bf16": ("bfloat16", lambda encoder: None),
         }

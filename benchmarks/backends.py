@@ -8,8 +8,7 @@ Every backend goes through the harness's own batching and pooling
 - ``eager``: the harness as it runs, PyTorch eager with SDPA attention, float32.
 - ``compile``: the same model under ``torch.compile`` (Inductor, dynamic shapes), float32.
 - ``compile-freezing``: ``compile`` with Inductor's freezing, which treats the
-  weights as constants: it prepacks them for MKL and fuses bias and GELU into
-  the matmuls.
+  weights as constants and prepacks them for the CPU matmul library.
 - ``onnxruntime``: the model exported to ONNX and fused by ONNX Runtime's
   BERT optimiser (attention, bias-GELU, skip-layer-norm), float32.
 - ``bf16``: the harness with ``model.dtype=bfloat16``.

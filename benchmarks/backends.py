@@ -43,6 +43,8 @@ def minilm_settings(dtype: str = "float32") -> ModelConfig:
 
 
 def compile_model(encoder: E5Encoder) -> None:
+    # Without a reset, a second compiled backend in this process reuses the first one's graphs.
+    torch._dynamo.reset()
     encoder.model = torch.compile(encoder.model, dynamic=True)
 
 

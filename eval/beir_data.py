@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 from urllib.parse import urlparse
 
+from eval.hub import hub_offline
+
 logger = logging.getLogger(__name__)
 
 BEIR_DOWNLOAD_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
@@ -121,7 +123,7 @@ def ensure_beir_folder(data_dir: Path, name: str, split: str) -> Path:
     """Return ``<data_dir>/beir/<name>``, downloading it with BEIR's utility if it is absent.
 
     Raises:
-        DataError: the folder is absent and the download server cannot be reached.
+        DataError: the folder is absent, and offline mode is on or the download server cannot be reached.
         MissingFileError: a required file is missing from an existing folder.
     """
     folder = data_dir / "beir" / name
@@ -147,21 +149,36 @@ def check_beir_folder(folder: Path, split: str) -> None:
 
 
 def download_beir(target: Path, name: str) -> None:
-    """Download and unzip BEIR dataset ``name`` into ``target`` with BEIR's utility."""
+    """Download and unzip BEIR dataset ``name`` into ``target`` with BEIR's utility.
+
+    Nothing is downloaded while HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set,
+    the variables that switch the Hugging Face libraries to offline mode.
+
+    Raises:
+        DataError: offline mode is on, or the download server cannot be reached.
+    """
     url = BEIR_DOWNLOAD_URL.format(name=name)
+    if hub_offline():
+        reason = "HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set, which turns downloads off until it is unset"
+        raise DataError(_not_downloaded(target, name, reason))
     unreachable = _probe(url)
     if unreachable:
-        raise DataError(
-            f"BEIR dataset {name!r} is not in {target / name} and cannot be downloaded: {unreachable}. "
-            f"Fetch {url} on a machine with access, unzip it into {target}, or set data_dir "
-            "(or EVAL_DATA_DIR) to a folder that holds beir/{name}/"
-        )
+        raise DataError(_not_downloaded(target, name, unreachable))
 
     from beir import util
 
     target.mkdir(parents=True, exist_ok=True)
     logger.info("Downloading BEIR %s from %s into %s", name, url, target)
     util.download_and_unzip(url, str(target))
+
+
+def _not_downloaded(target: Path, name: str, reason: str) -> str:
+    url = BEIR_DOWNLOAD_URL.format(name=name)
+    return (
+        f"BEIR dataset {name!r} is not in {target / name} and was not downloaded: {reason}. "
+        f"Fetch {url} on a machine with network access and unzip it into {target}, or set data_dir "
+        f"(or EVAL_DATA_DIR) to a folder that contains beir/{name}/"
+    )
 
 
 def _probe(url: str) -> str | None:

@@ -4,8 +4,10 @@
 builds one virtual environment per version pair with ``venv`` and ``pip``,
 installs this project into it, runs ``python -m eval`` there and collects the
 records into one results folder per pair. A pair whose install or evaluation
-fails is recorded with its log, and the remaining pairs still run. The exit
-status is 1 when any pair failed.
+fails is recorded with its log, and the remaining pairs still run. A pair
+whose environment contains other versions than the pair states in its keys,
+requirements or name is recorded as ``version_mismatch`` and not evaluated.
+The exit status is 1 when any pair failed.
 
 Every package other than torch, transformers and the packages that move with
 them is pinned, as a pip constraint, to the version installed in the Python
@@ -22,6 +24,7 @@ import importlib.metadata
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -48,6 +51,14 @@ RELEASED_WITH_PAIR = ("torch", "transformers", "tokenizers", "sentence-transform
 REPORTED_PACKAGES = ("torch", "transformers", "tokenizers", "sentence-transformers", "huggingface-hub", "mteb", "datasets")
 # The project's extra that installs the offline MiniLM checkpoint.
 PROJECT_EXTRA = "offline-model"
+# A torch or transformers value that states no version: only a pair with
+# ``python`` can use it, because a built venv needs a release to install.
+ANY_VERSION = "any"
+# A part of a pair's name, between underscores, that states a package version:
+# ``transformers-4.57.6``, ``sentence-transformers-5.7.0``.
+_NAME_VERSION = re.compile(r"(?P<package>[A-Za-z][A-Za-z0-9.-]*?)-(?P<version>\d[A-Za-z0-9.+!]*)")
+# Outcome status of a pair whose environment contains other versions than the pair states.
+VERSION_MISMATCH = "version_mismatch"
 
 
 class MatrixConfigError(ValueError):
@@ -59,11 +70,15 @@ class VersionPair:
     """One environment of the matrix: torch and transformers releases plus optional extra pins.
 
     Args:
-        torch: torch version, installed as ``torch==<torch>``.
-        transformers: transformers version, installed as ``transformers==<transformers>``.
+        torch: torch version, installed as ``torch==<torch>``; ``any`` skips the
+            version check of a pair with ``python``.
+        transformers: transformers version, installed as ``transformers==<transformers>``;
+            ``any`` as for torch.
         requirements: further pip requirements for this pair only, e.g. ``sentence-transformers<6``.
         release: packages that may move away from the reference version for this pair.
         python: an existing interpreter to use as it is instead of building a venv.
+            The versions installed there must match the versions that the pair
+            states (see :func:`stated_versions`), or the pair is not evaluated.
         name: folder name of the pair; derived from the versions when empty.
     """
 
@@ -204,8 +219,8 @@ def venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def installed_versions(python: Path) -> dict[str, Optional[str]]:
-    """Ask ``python`` for the versions of :data:`REPORTED_PACKAGES`; None where a package is absent."""
+def installed_versions(python: Path, packages: Sequence[str] = REPORTED_PACKAGES) -> dict[str, Optional[str]]:
+    """Ask ``python`` for the installed versions of ``packages``; None where a package is absent."""
     script = (
         "import importlib.metadata as m, json, sys\n"
         "out = {}\n"
@@ -217,9 +232,117 @@ def installed_versions(python: Path) -> dict[str, Optional[str]]:
         "print(json.dumps(out))\n"
     )
     completed = subprocess.run(
-        [str(python), "-c", script, *REPORTED_PACKAGES], capture_output=True, text=True, timeout=120, check=True
+        [str(python), "-c", script, *packages], capture_output=True, text=True, timeout=120, check=True
     )
     return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+@dataclasses.dataclass(frozen=True)
+class StatedVersion:
+    """A version that a pair states for one package, and the part of the pair that states it.
+
+    Args:
+        package: canonical distribution name, e.g. ``sentence-transformers``.
+        specifier: PEP 440 specifier, e.g. ``==4.57.6`` or ``<6``.
+        source: where the pair states it, for messages, e.g. ``its name 'transformers-4.57.6'``.
+        required: whether an absent package is a mismatch. Name parts are not
+            required, because a part such as ``cuda-12.1`` names no package.
+    """
+
+    package: str
+    specifier: str
+    source: str
+    required: bool = True
+
+
+def stated_versions(pair: VersionPair) -> list[StatedVersion]:
+    """Collect the package versions that ``pair`` states in its keys, requirements and name.
+
+    The torch and transformers keys state ``==<version>`` unless they are
+    ``any``. Each requirement with a specifier states that specifier. Each
+    part of the name between underscores that reads ``<package>-<version>``,
+    with a valid PEP 440 version, states ``==<version>``.
+
+    Raises:
+        MatrixConfigError: a torch or transformers version or a requirement is invalid.
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    stated: list[StatedVersion] = []
+    for key, version in (("torch", pair.torch), ("transformers", pair.transformers)):
+        if version == ANY_VERSION:
+            continue
+        try:
+            SpecifierSet(f"=={version}")
+        except InvalidSpecifier as error:
+            raise MatrixConfigError(
+                f"pair {pair.name}: invalid {key} version {version!r} ({error}); use a release such as "
+                f"\"2.13.0\", or {ANY_VERSION!r} for a pair with 'python' that should not be checked"
+            ) from error
+        stated.append(StatedVersion(key, f"=={version}", f"its {key!r} key"))
+
+    for text in pair.requirements:
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement as error:
+            raise MatrixConfigError(f"pair {pair.name}: invalid requirement {text!r}: {error}") from error
+        if requirement.specifier:
+            stated.append(
+                StatedVersion(canonicalize_name(requirement.name), str(requirement.specifier), f"its requirement {text!r}")
+            )
+
+    for part in pair.name.split("_"):
+        match = _NAME_VERSION.fullmatch(part)
+        if match is None:
+            continue
+        try:
+            Version(match["version"])
+        except InvalidVersion:
+            continue
+        package, specifier = canonicalize_name(match["package"]), f"=={match['version']}"
+        if not any(item.package == package and item.specifier == specifier for item in stated):
+            stated.append(StatedVersion(package, specifier, f"its name {pair.name!r}", required=False))
+    return stated
+
+
+def version_mismatches(stated: Sequence[StatedVersion], installed: dict[str, Optional[str]]) -> list[str]:
+    """Describe each stated version that the installed versions do not satisfy.
+
+    ``installed`` maps canonical package names to versions, None where a
+    package is absent. A local build tag is ignored unless the specifier has
+    one, as PEP 440 prescribes, so ``2.13.0+cpu`` satisfies ``==2.13.0``.
+    """
+    from packaging.specifiers import SpecifierSet
+
+    mismatches = []
+    for item in stated:
+        version = installed.get(item.package)
+        if version is None:
+            if item.required:
+                mismatches.append(f"{item.package} is not installed, but {item.source} states {item.package}{item.specifier}")
+            else:
+                logger.info("%s is not installed, so %s is not checked against %s", item.package, item.specifier, item.source)
+            continue
+        if not SpecifierSet(item.specifier).contains(version, prereleases=True):
+            mismatches.append(
+                f"{item.package} {version} is installed, but {item.source} states {item.package}{item.specifier}"
+            )
+    return mismatches
+
+
+def version_mismatch_error(
+    pair: VersionPair, python: Path, stated: Sequence[StatedVersion], installed: dict[str, Optional[str]]
+) -> Optional[str]:
+    """Return the error of a pair whose environment lacks its stated versions, or None when it has them."""
+    mismatches = version_mismatches(stated, installed)
+    if not mismatches:
+        return None
+    return (
+        f"the environment of {python} does not match pair {pair.name}: {'; '.join(mismatches)}. "
+        "Install the stated versions there, or correct the pair's name, versions or requirements in the matrix config"
+    )
 
 
 def check_project_requirements(pair: VersionPair, pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> None:
@@ -372,6 +495,7 @@ def run_matrix(
     for pair, outcome in zip(pairs, outcomes):
         started = time.perf_counter()
         try:
+            stated = stated_versions(pair)
             if pair.python:
                 python = Path(pair.python)
                 logger.info("Pair %s uses the existing interpreter %s", pair.name, python)
@@ -379,7 +503,8 @@ def run_matrix(
                 python, install_log = build_environment(pair, venv_dir, rebuild=rebuild, pip_args=pip_args)
                 outcome.install_log = str(install_log)
             outcome.python = str(python)
-            outcome.installed = installed_versions(python)
+            checked = [item.package for item in stated if item.package not in REPORTED_PACKAGES]
+            outcome.installed = installed_versions(python, [*REPORTED_PACKAGES, *dict.fromkeys(checked)])
         except (RuntimeError, OSError, subprocess.SubprocessError, MatrixConfigError) as error:
             outcome.status = "install_failed"
             outcome.error = str(error)
@@ -390,6 +515,16 @@ def run_matrix(
             continue
         finally:
             outcome.seconds["install"] = round(time.perf_counter() - started, 1)
+
+        # An environment with other versions than the pair states would file
+        # its scores under the wrong versions, so it is not evaluated.
+        mismatch = version_mismatch_error(pair, python, stated, outcome.installed)
+        if mismatch:
+            outcome.status = VERSION_MISMATCH
+            outcome.error = mismatch
+            logger.error("Pair %s is not evaluated: %s", pair.name, mismatch)
+            save()
+            continue
 
         if install_only:
             outcome.status = "installed"

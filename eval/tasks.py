@@ -308,8 +308,12 @@ def _load_hub_mteb(task: "AbsTask", folder: Path) -> PreparedTask:
     try:
         task.load_data()
     except (OSError, ValueError, ConnectionError) as error:
+        offline = " (HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set, so only the cache was read)" if hub_offline() else ""
         raise DataError(
-            f"could not load {metadata.name} ({metadata.dataset['path']}) from the hub or its cache: {error}"
+            f"no local data for {metadata.name} in {folder}, and loading {metadata.dataset['path']} from the hub "
+            f"or its cache failed{offline}: {error}. Put <split>.jsonl files with the columns of "
+            f"{metadata.dataset['path']} in {folder}, or set data_dir (or EVAL_DATA_DIR) to a folder that "
+            f"contains mteb/{metadata.name}/"
         ) from error
     revision = metadata.dataset.get("revision", "")
     return PreparedTask(

@@ -132,3 +132,110 @@ def test_existing_interpreter_pair_evaluates(data_dir: Path, tmp_path: Path):
     assert outcomes[0].status == "ok", outcomes[0].error
     assert outcomes[0].main_scores["STSBenchmark"] == pytest.approx(0.82032, abs=1e-5)
     assert all(Path(record).is_relative_to(tmp_path / "results" / "current") for record in outcomes[0].records)
+
+
+# Versions that a pair states, checked against the environment
+
+
+def test_stated_versions_from_keys_requirements_name():
+    pair = matrix.VersionPair(
+        torch="any",
+        transformers="4.57.6",
+        requirements=["Sentence_Transformers<6", "datasets"],
+        python=sys.executable,
+        name="transformers-4.57.6_tokenizers-0.22.2_cuda-12.1_current",
+    )
+
+    stated = matrix.stated_versions(pair)
+
+    assert [(item.package, item.specifier, item.required) for item in stated] == [
+        ("transformers", "==4.57.6", True),
+        ("sentence-transformers", "<6", True),
+        ("tokenizers", "==0.22.2", False),
+        ("cuda", "==12.1", False),
+    ]
+    assert stated[0].source == "its 'transformers' key"
+    assert stated[2].source == "its name 'transformers-4.57.6_tokenizers-0.22.2_cuda-12.1_current'"
+
+
+def test_stated_versions_invalid_key():
+    pair = matrix.VersionPair(torch="latest", transformers="any", python=sys.executable, name="current")
+    with pytest.raises(matrix.MatrixConfigError, match="invalid torch version 'latest'"):
+        matrix.stated_versions(pair)
+
+
+@pytest.mark.parametrize(
+    "installed,expected",
+    [
+        ({"torch": "2.13.0+cpu", "transformers": "4.57.6", "sentence-transformers": "5.7.0"}, []),
+        (
+            {"torch": "2.13.0", "transformers": "5.25.0", "sentence-transformers": "5.7.0"},
+            ["transformers 5.25.0 is installed, but its name 'torch-2.13.0_transformers-4.57.6' states transformers==4.57.6"],
+        ),
+        (
+            {"torch": "2.14.1", "transformers": "4.57.6", "sentence-transformers": "6.3.0"},
+            [
+                "torch 2.14.1 is installed, but its 'torch' key states torch==2.13.0",
+                "sentence-transformers 6.3.0 is installed, but its requirement 'sentence-transformers<6' states "
+                "sentence-transformers<6",
+            ],
+        ),
+        (
+            {"torch": "2.13.0", "transformers": "4.57.6", "sentence-transformers": None},
+            ["sentence-transformers is not installed, but its requirement 'sentence-transformers<6' states sentence-transformers<6"],
+        ),
+    ],
+)
+def test_version_mismatches(installed, expected):
+    pair = matrix.VersionPair(
+        torch="2.13.0",
+        transformers="any",
+        requirements=["sentence-transformers<6"],
+        python=sys.executable,
+        name="torch-2.13.0_transformers-4.57.6",
+    )
+    assert matrix.version_mismatches(matrix.stated_versions(pair), installed) == expected
+
+
+def test_existing_interpreter_other_version_fails(tmp_path: Path):
+    import importlib.metadata
+
+    installed = importlib.metadata.version("transformers")
+    assert installed != "4.57.6"
+    stated = matrix.VersionPair(torch="any", transformers="any", python=sys.executable, name="transformers-4.57.6")
+    matching = matrix.VersionPair(
+        torch="any", transformers="any", python=sys.executable, name=f"cuda-12.1_transformers-{installed}"
+    )
+
+    outcomes = matrix.run_matrix(
+        [stated, matching], ["task=beir/no-such-task"], venv_dir=tmp_path / "venvs", results_dir=tmp_path / "results",
+        install_only=True,
+    )
+
+    assert [outcome.status for outcome in outcomes] == [matrix.VERSION_MISMATCH, "installed"]
+    assert outcomes[0].installed["transformers"] == installed
+    assert outcomes[0].error == (
+        f"the environment of {sys.executable} does not match pair transformers-4.57.6: transformers {installed} is "
+        "installed, but its name 'transformers-4.57.6' states transformers==4.57.6. Install the stated versions "
+        "there, or correct the pair's name, versions or requirements in the matrix config"
+    )
+    assert outcomes[1].error is None
+    manifest = json.loads((tmp_path / "results" / matrix.MANIFEST_NAME).read_text())
+    assert [pair["status"] for pair in manifest["pairs"]] == [matrix.VERSION_MISMATCH, "installed"]
+
+
+def test_cli_version_mismatch_exits_1(tmp_path: Path, capsys):
+    config = write_config(
+        tmp_path / "matrix.yaml",
+        "overrides: [task=beir/no-such-task]\n"
+        "pairs:\n"
+        f"  - {{torch: any, transformers: any, requirements: ['numpy<1'], python: '{sys.executable}', name: current}}\n",
+    )
+
+    status = matrix.main(["--config", str(config), "--results-dir", str(tmp_path / "results"), "--venv-dir", str(tmp_path)])
+
+    output = capsys.readouterr().out
+    assert status == 1
+    assert "current: version_mismatch" in output
+    assert "is installed, but its requirement 'numpy<1' states numpy<1" in output
+    assert not (tmp_path / "results" / "current" / "evaluation.log").exists()

@@ -85,6 +85,71 @@ def test_model_reference_invalid(reference: str, expected_message: str) -> None:
         similarity.model_config_for(reference)
 
 
+def test_empty_reference_lists_accepted_names() -> None:
+    with pytest.raises(ConfigError) as caught:
+        similarity.model_config_for("  ")
+
+    listed = str(caught.value).split("(", 1)[1].split(")", 1)[0].split(", ")
+    assert "local" not in listed
+    assert listed == similarity.page_model_names()
+    for name in listed:
+        assert similarity.model_config_for(name).name == name
+
+
+def make_private_folder(path: Path) -> Path:
+    """Create a server folder that is not a checkpoint, with names that must never reach the page."""
+    path.mkdir(parents=True)
+    (path / "passwd-backup").write_text("secret")
+    (path / "ssh_host_key").write_text("secret")
+    (path / "nested-private-dir").mkdir()
+    return path
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_non_checkpoint_folder_not_listed(
+    handlers: TryModelHandlers, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, relative: bool
+) -> None:
+    folder = make_private_folder(tmp_path / "etc")
+    if relative:
+        working_dir = tmp_path / "srv" / "page"
+        working_dir.mkdir(parents=True)
+        monkeypatch.chdir(working_dir)
+        reference = "../../etc"
+    else:
+        reference = str(folder)
+
+    status, loaded, _ = handlers.load(reference)
+
+    assert loaded is None
+    assert "status-error" in status
+    assert f"folder &#x27;{folder}&#x27; is not a checkpoint" in status
+    assert "because it is missing config.json; " in status
+    assert "; a weights file (model.safetensors or pytorch_model.bin); " in status
+    assert "; a tokenizer vocabulary (one of tokenizer.json, vocab.txt," in status
+    for name in ("passwd-backup", "ssh_host_key", "nested-private-dir"):
+        assert name not in status
+
+
+def test_checkpoint_without_vocabulary_not_listed(
+    handlers: TryModelHandlers, tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "no-vocabulary"
+    shutil.copytree(tiny_bert_dir, folder)
+    for name in ("tokenizer.json", "vocab.txt"):
+        (folder / name).unlink(missing_ok=True)
+    (folder / "private-notes.txt").write_text("secret")
+
+    status, loaded, _ = handlers.load(str(folder))
+
+    assert loaded is None
+    assert "is not a checkpoint, because it is missing a tokenizer vocabulary (one of" in status
+    assert "config.json" not in status.split("it is missing", 1)[1]
+    assert "private-notes.txt" not in status
+    assert "tokenizer_config.json" not in status
+
+
 def test_model_store_reuses_and_drops(tiny_bert_dir: Path, tmp_path: Path) -> None:
     import shutil
 

@@ -261,7 +261,7 @@ def build_app(settings: PageSettings) -> gr.Blocks:
 
 def _build_try_tab(handlers: TryModelHandlers) -> None:
     settings = handlers.settings
-    model_names = [name for name in similarity.model_config_names() if name != "local"]
+    model_names = similarity.page_model_names()
 
     with gr.Row():
         model_reference = gr.Textbox(

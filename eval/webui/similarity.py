@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from eval import prefixes
+from eval.checkpoint import VOCABULARY_FILES, WEIGHT_FILES
 from eval.config import ConfigError, ModelConfig, load_model_config, model_config_names
 
 if TYPE_CHECKING:
@@ -108,37 +109,73 @@ def prefixes_for_mode(mode: str, model_scheme: str) -> Prefixes:
     return Prefixes(query=resolve(prefixes.QUERY), passage=resolve(prefixes.DOCUMENT))
 
 
+def page_model_names() -> list[str]:
+    """Return the model config names that the page loads by name.
+
+    ``local`` is left out because it needs a folder: the page takes the folder
+    path itself instead.
+    """
+    return [name for name in model_config_names() if name != "local"]
+
+
 def model_config_for(reference: str) -> ModelConfig:
     """Build the model config for a config name (``minilm-l6``) or a checkpoint folder path.
 
-    A value that names a file in ``configs/model/`` is a config name. Anything
-    else that looks like a path becomes ``ModelConfig(name="local", path=...)``
-    with the defaults of ``configs/model/local.yaml`` (E5 prefixes, mean
-    pooling, max_length 512).
+    A value from :func:`page_model_names` is a config name. Anything else that
+    looks like a path becomes ``ModelConfig(name="local", path=...)`` with the
+    defaults of ``configs/model/local.yaml`` (E5 prefixes, mean pooling,
+    max_length 512).
 
     Raises:
-        ConfigError: the value is empty, an unknown name, or a folder that does not exist.
+        ConfigError: the value is empty, an unknown name, a folder that does not
+            exist, or a folder without the files of a checkpoint.
     """
     reference = reference.strip()
-    names = model_config_names()
+    names = page_model_names()
     if not reference:
         raise ConfigError(f"enter a model config name ({', '.join(names)}) or the path of a checkpoint folder")
-    if reference in names and reference != "local":
+    if reference in names:
         return load_model_config(reference)
 
     looks_like_path = os.sep in reference or "/" in reference or reference.startswith(("~", "."))
     folder = Path(os.path.expanduser(reference)).resolve()
     if not looks_like_path and not folder.exists():
         raise ConfigError(
-            f"unknown model config {reference!r}; enter one of {', '.join(n for n in names if n != 'local')} "
-            "or the path of a checkpoint folder"
+            f"unknown model config {reference!r}; enter one of {', '.join(names)} or the path of a checkpoint folder"
         )
     if not folder.is_dir():
         raise ConfigError(
             f"checkpoint folder {str(folder)!r} does not exist or is not a folder; enter the path of a folder "
             "with config.json, the tokenizer files and model.safetensors, or a model config name"
         )
+    # NOTE: "does not exist" versus "is not a checkpoint" still reveals whether a server path exists.
+    check_checkpoint_files(folder)
     return ModelConfig(name="local", path=str(folder))
+
+
+def check_checkpoint_files(folder: Path) -> None:
+    """Raise ConfigError naming the checkpoint files that ``folder`` lacks.
+
+    The message never lists what the folder does contain. A page served with
+    ``--host 0.0.0.0`` has no login, so such a list would show the contents of
+    any server folder to anyone on the network. Checking here also keeps the
+    loader's own errors, which do list a folder's files, off the page.
+
+    Raises:
+        ConfigError: config.json, a weights file or a tokenizer vocabulary is missing.
+    """
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("config.json")
+    if not any((folder / name).is_file() for name in WEIGHT_FILES):
+        missing.append(f"a weights file ({' or '.join(WEIGHT_FILES)})")
+    if not any((folder / name).is_file() for name in VOCABULARY_FILES):
+        missing.append(f"a tokenizer vocabulary (one of {', '.join(VOCABULARY_FILES)})")
+    if missing:
+        raise ConfigError(
+            f"folder {str(folder)!r} is not a checkpoint, because it is missing {'; '.join(missing)}. "
+            "Enter the folder of a saved transformers checkpoint, or a model config name"
+        )
 
 
 class ModelStore:

@@ -144,6 +144,13 @@ def main() -> None:
     gc.disable()
     try:
         _main()
+    except KeyboardInterrupt:
+        print(
+            "interrupted; run the same command again to resume: finished chunks are kept in the embedding cache",
+            file=sys.stderr,
+        )
+        # 128 + SIGINT, the status a shell reports for a command stopped with Ctrl-C.
+        raise SystemExit(130) from None
     finally:
         gc.enable()
 

@@ -46,7 +46,7 @@ from eval.baselines import (
 )
 from eval.atomic import write_text_atomic
 from eval.config import CONFIG_DIR
-from eval.results import HARNESS_KEY, path_component, read_record, settings_slug
+from eval.results import HARNESS_KEY, read_record, record_file_name, settings_slug
 
 if TYPE_CHECKING:
     from junitparser import JUnitXml
@@ -272,21 +272,23 @@ def prepare_runs(
 def find_record(prepared: PreparedRun, folders: Sequence[Path]) -> RunRecord:
     """Pick the record of a baseline run from folders of existing records.
 
-    Candidates are records of the run's task and model config. Among them the
-    one whose settings folder matches the baseline's settings wins, else all
-    candidates stay; the newest by record date is taken.
+    Candidates are records of the run's task and model config. Only those
+    whose settings folder matches the settings that the run's overrides
+    (with the --override values) produce are compared, and the newest of them
+    by record date is taken. When no candidate matches, the run gets no record
+    and a problem that names the settings found and the settings expected.
     """
     cfg = prepared.config
     candidates: list[tuple[Path, dict[str, Any]]] = []
     for folder in folders:
-        for path in sorted(folder.rglob(f"{path_component(prepared.run.task)}.json")):
+        for path in sorted(folder.rglob(record_file_name(prepared.run.task, prepared.config.task.split))):
             try:
                 record = read_record(path)
             except ValueError as error:
-                logger.warning("Skipping %s: %s", path, error)
+                logger.warning("Skipped: %s", error)
                 continue
             harness = record[HARNESS_KEY]
-            if harness["task"]["name"] == prepared.run.task and harness["model"]["config_name"] == cfg.model.name:
+            if harness["task"]["name"] == prepared.run.task and harness["model"].get("config_name") == cfg.model.name:
                 candidates.append((path, record))
 
     if not candidates:
@@ -300,11 +302,25 @@ def find_record(prepared: PreparedRun, folders: Sequence[Path]) -> RunRecord:
 
     expected_settings = _expected_settings(prepared)
     matching = [item for item in candidates if item[1][HARNESS_KEY].get("settings") == expected_settings]
-    pool = matching or candidates
-    path, record = max(pool, key=lambda item: item[1].get("date") or 0.0)
-    if len(pool) > 1:
-        logger.info("%d records match %s; using the newest, %s", len(pool), prepared.run.task, path)
+    if not matching:
+        return RunRecord(record=None, path=None, problem=_other_settings_problem(prepared, candidates, expected_settings))
+    path, record = max(matching, key=lambda item: item[1].get("date") or 0.0)
+    if len(matching) > 1:
+        logger.info("%d records match %s; using the newest, %s", len(matching), prepared.run.task, path)
     return RunRecord(record=record, path=path)
+
+
+def _other_settings_problem(
+    prepared: PreparedRun, candidates: Sequence[tuple[Path, Mapping[str, Any]]], expected_settings: str
+) -> str:
+    """Explain that the records of a run were made with other settings than the run's overrides produce."""
+    found = sorted({str(record[HARNESS_KEY].get("settings", "<no settings key>")) for _, record in candidates})
+    return (
+        f"no record of {prepared.run.task} for model {prepared.config.model.name} has the settings {expected_settings} "
+        f"that the run's overrides produce; records found have settings {', '.join(found)}. "
+        f"Run `python -m eval {' '.join(prepared.overrides)}`, or pass the changed setting with --override "
+        "(for example --override model.pooling=cls) to check a record made with it"
+    )
 
 
 def _expected_settings(prepared: PreparedRun) -> str:
@@ -318,6 +334,7 @@ def _expected_settings(prepared: PreparedRun) -> str:
         max_length=int(settings.get("model.max_length", cfg.model.max_length)),
         dtype=str(settings.get("model.dtype", cfg.model.dtype)),
         normalize=cfg.model.normalize,
+        normalize_classification=cfg.model.normalize_classification,
     )
 
 
@@ -599,20 +616,86 @@ def rebaseline_files(
     """Take new expected values from records (read or run) and write them into the baseline files.
 
     Raises:
-        BaselineError: the reason is empty, a file is invalid, or a run has no record.
+        BaselineError: the reason is empty, a file is invalid, a run has no
+            record, or a record has other settings than the run's own overrides produce.
     """
     if not reason.strip():
         raise BaselineError("re-baselining needs a reason; pass --reason 'why the scores moved'")
     changes: dict[Path, list[dict[str, Any]]] = {}
     for path, prepared_runs in _load_all(baseline_paths, overrides, tasks):
+        own_settings = [_own_settings(path, prepared) for prepared in prepared_runs]
+        for prepared, settings in zip(prepared_runs, own_settings):
+            _check_override_settings(path, prepared, settings)
         gathered = gather_records(prepared_runs, records, results_dir.resolve())
         missing = [prepared.run.task for prepared, item in zip(prepared_runs, gathered) if item.record is None]
         if missing:
             problems = "; ".join(item.problem or "" for item in gathered if item.record is None)
             raise BaselineError(f"cannot re-baseline {path}: no record for {', '.join(missing)} ({problems})")
+        for prepared, item, settings in zip(prepared_runs, gathered, own_settings):
+            _check_record_settings(path, prepared, item, settings)
         by_task = {prepared.run.task: item.record for prepared, item in zip(prepared_runs, gathered) if item.record}
         changes[path] = rebaseline(path, by_task, reason=reason)
     return changes
+
+
+def _own_settings(path: Path, prepared: PreparedRun) -> str:
+    """Return the settings folder name that the baseline run's own overrides produce, without --override values.
+
+    Raises:
+        BaselineError: the run's overrides do not compose on their own.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from eval.config import compose_run_config
+
+    own_overrides = list(prepared.run.overrides)
+    if prepared.overrides == own_overrides:
+        return _expected_settings(prepared)
+    try:
+        own_config = compose_run_config(own_overrides)
+    except (HydraException, OmegaConfBaseException, ValueError) as error:
+        raise BaselineError(
+            f"cannot re-baseline {path}: the overrides of {prepared.run.task} ({' '.join(own_overrides)}) "
+            f"do not compose without the --override values: {error}"
+        ) from None
+    own = PreparedRun(baseline=prepared.baseline, run=prepared.run, config=own_config, overrides=own_overrides)
+    return _expected_settings(own)
+
+
+def _check_override_settings(path: Path, prepared: PreparedRun, own_settings: str) -> None:
+    """Reject --override values that change a run's settings, before any evaluation runs.
+
+    Raises:
+        BaselineError: the settings with the --override values differ from ``own_settings``.
+    """
+    with_overrides = _expected_settings(prepared)
+    if with_overrides != own_settings:
+        raise BaselineError(
+            f"cannot re-baseline {path}: the --override values change the settings of {prepared.run.task} "
+            f"from {own_settings} to {with_overrides}, which the run's overrides ({' '.join(prepared.run.overrides)}) "
+            "would not reproduce in the next check; add the setting to the run's overrides in the baseline file "
+            "instead of passing it with --override"
+        )
+
+
+def _check_record_settings(path: Path, prepared: PreparedRun, gathered: RunRecord, own_settings: str) -> None:
+    """Check that a record's settings are those that the baseline run's own overrides produce.
+
+    A record with other settings would write settings into the baseline that
+    the next check, which runs only the baseline's overrides, does not reproduce.
+
+    Raises:
+        BaselineError: the settings differ; the message names both and the fix.
+    """
+    found = gathered.record[HARNESS_KEY].get("settings") if gathered.record is not None else None
+    if found != own_settings:
+        raise BaselineError(
+            f"cannot re-baseline {path}: the record of {prepared.run.task} ({gathered.path}) has settings {found}, "
+            f"but the run's overrides ({' '.join(prepared.run.overrides)}) produce {own_settings}, so the next check "
+            "would not reproduce it; re-baseline from a record with those settings, or change the run's overrides "
+            "and settings in the baseline file first"
+        )
 
 
 def _format_changes(changes: Mapping[Path, list[dict[str, Any]]]) -> str:
@@ -629,6 +712,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     arguments = build_parser().parse_args(argv)
     if arguments.reason and not arguments.rebaseline:
         print("error: --reason only applies with --rebaseline", file=sys.stderr)
+        return EXIT_INVALID
+    not_folders = [str(folder) for folder in arguments.records if not folder.is_dir()]
+    if not_folders:
+        print(
+            f"error: --records {', '.join(not_folders)} is not a folder; pass the results folder that contains "
+            "the records (for example --records results)",
+            file=sys.stderr,
+        )
         return EXIT_INVALID
 
     try:

@@ -18,7 +18,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 VERSION_BASE = "1.3"
-_MTEB_TASK_OVERRIDE = re.compile(r"^\+{0,2}task=mteb/(?P<names>.+)$")
+_TASK_OVERRIDE = re.compile(r"^\+{0,2}task=(?P<values>.+)$")
 
 POOLING_MODES = ("mean", "cls")
 PREFIX_SCHEMES = ("e5", "mteb", "e5-instruct", "none")
@@ -98,11 +98,15 @@ def register_mteb_task_configs(arguments: list[str]) -> None:
 
     store = ConfigStore.instance()
     for argument in arguments:
-        match = _MTEB_TASK_OVERRIDE.match(argument)
+        match = _TASK_OVERRIDE.match(argument)
         if not match:
             continue
-        for name in match.group("names").split(","):
-            name = name.strip()
+        # A sweep lists several tasks, each with its group: task=mteb/A,mteb/B,beir/scifact.
+        for value in match.group("values").split(","):
+            value = value.strip()
+            if not value.startswith("mteb/"):
+                continue
+            name = value.removeprefix("mteb/")
             if name and not (CONFIG_DIR / "task" / "mteb" / f"{name}.yaml").exists():
                 store.store(group="task/mteb", name=name, node={"source": "mteb", "name": name})
 

@@ -54,7 +54,7 @@ class EmbeddingCache:
     def __init__(self, root: Path, fingerprint: Mapping[str, Any]) -> None:
         self.fingerprint = {**fingerprint, "cache_format_version": CACHE_FORMAT_VERSION}
         self.folder = Path(root) / _digest(self.fingerprint)[:32]
-        self._fingerprint_written = False
+        self._write_error: Optional[OSError] = None
         self._remove_stale_temporary_files()
 
     def chunk_key(self, texts: Sequence[str], *, normalize: bool) -> str:
@@ -96,10 +96,7 @@ class EmbeddingCache:
 
     def store(self, key: str, embeddings: np.ndarray) -> None:
         """Write a finished chunk through a temporary file and a rename, so no reader sees half a file."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if not self._fingerprint_written:
-            self._write_fingerprint()
-        self._write_atomic(self.chunk_path(key), lambda handle: np.save(handle, embeddings, allow_pickle=False))
+        self._write(self.chunk_path(key), lambda handle: np.save(handle, embeddings, allow_pickle=False))
 
     def plan_path(self, texts: Sequence[str], *, normalize: bool) -> Path:
         """Return the path of the encoding plan of one encode call's unique texts."""
@@ -127,17 +124,38 @@ class EmbeddingCache:
 
     def store_plan(self, texts: Sequence[str], *, normalize: bool, order: np.ndarray, tokens: int, at_max_length: int) -> None:
         """Store the length order and counts of one encode call's unique texts."""
-        self.folder.mkdir(parents=True, exist_ok=True)
         path = self.plan_path(texts, normalize=normalize)
         arrays = {"order": np.asarray(order, dtype=np.int64), "tokens": np.int64(tokens), "at_max_length": np.int64(at_max_length)}
-        self._write_atomic(path, lambda handle: np.savez(handle, **arrays))
+        self._write(path, lambda handle: np.savez(handle, **arrays))
+
+    def _write(self, path: Path, write: Any) -> None:
+        """Write one cache file beside the folder's fingerprint.
+
+        A cache that cannot be written does not stop the evaluation: the
+        first failure is logged and later writes are skipped, so the run
+        finishes without storing embeddings.
+        """
+        if self._write_error is not None:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._write_fingerprint()
+            self._write_atomic(path, write)
+        except OSError as error:
+            self._write_error = error
+            logger.warning(
+                "Failed to write to the embedding cache %s (%s); the run goes on without storing embeddings. "
+                "Make the folder writable or set cache_dir to another folder (cache_dir=null turns the cache off)",
+                self.folder,
+                error,
+            )
 
     def _write_fingerprint(self) -> None:
+        # Checked before every write: a folder deleted during a run is recreated with its fingerprint.
         path = self.folder / "fingerprint.json"
         if not path.is_file():
             text = json.dumps(self.fingerprint, indent=2, sort_keys=True) + "\n"
             self._write_atomic(path, lambda handle: handle.write(text.encode("utf-8")))
-        self._fingerprint_written = True
 
     def _write_atomic(self, path: Path, write: Any) -> None:
         buffer = io.BytesIO()

@@ -15,13 +15,15 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional, Sequence
 
 from eval.atomic import write_text_atomic
 
 SCHEMA_VERSION = 1
 HARNESS_KEY = "harness"
 PER_QUERY_SUFFIX = ".per_query.json"
+# The split that BEIR's loader and most MTEB tasks score; records of other splits name theirs.
+DEFAULT_SPLIT = "test"
 _UNSAFE_PATH_CHARACTERS = re.compile(r"[^A-Za-z0-9._=+-]+")
 
 
@@ -36,18 +38,45 @@ def path_component(value: str) -> str:
     return safe or "_"
 
 
-def settings_slug(*, prefix_scheme: str, pooling: str, max_length: int, dtype: str, normalize: bool) -> str:
-    """Name the settings that change scores, so differently configured runs never share a record."""
+def settings_slug(
+    *,
+    prefix_scheme: str,
+    pooling: str,
+    max_length: int,
+    dtype: str,
+    normalize: bool,
+    normalize_classification: Optional[bool] = None,
+) -> str:
+    """Name the settings that change scores, so differently configured runs never share a record.
+
+    ``normalize_classification`` is named only where it differs from
+    ``normalize``, so the folders of the usual settings keep their names.
+    """
     slug = f"prefix-{prefix_scheme}_{pooling}_len{max_length}_{dtype}"
     if not normalize:
         slug += "_unnormalized"
+    if normalize_classification is not None and normalize_classification != normalize:
+        slug += "_clf-normalized" if normalize_classification else "_clf-unnormalized"
     return path_component(slug)
 
 
-def record_path(results_dir: Path, *, model_id: str, revision: str, settings: str, task_name: str) -> Path:
-    """Return where the record of one (model, settings, task) is written."""
+def record_file_name(task_name: str, split: Optional[str] = None) -> str:
+    """Name a task's record file: ``<Task>.json``, or ``<Task>.<split>.json`` for a split other than test.
+
+    BEIR and most MTEB tasks are scored on ``test``. A run that chooses
+    another split with ``task.split`` gets its own record beside it.
+    """
+    if split is None or split == DEFAULT_SPLIT:
+        return f"{path_component(task_name)}.json"
+    return f"{path_component(task_name)}.{path_component(split)}.json"
+
+
+def record_path(
+    results_dir: Path, *, model_id: str, revision: str, settings: str, task_name: str, split: Optional[str] = None
+) -> Path:
+    """Return where the record of one (model, settings, task, split) is written."""
     folder = results_dir / path_component(model_id) / path_component(revision) / path_component(settings)
-    return folder / f"{path_component(task_name)}.json"
+    return folder / record_file_name(task_name, split)
 
 
 def per_query_path(record: Path) -> Path:
@@ -85,19 +114,91 @@ def build_record(task_result: Any, harness: Mapping[str, Any]) -> dict[str, Any]
     return record
 
 
+# Keys that every reader of a record uses, as dotted paths from the top level.
+REQUIRED_RECORD_KEYS = (
+    "task_name",
+    "scores",
+    f"{HARNESS_KEY}.task.name",
+    f"{HARNESS_KEY}.task.type",
+    f"{HARNESS_KEY}.task.split",
+    f"{HARNESS_KEY}.task.main_score_name",
+    f"{HARNESS_KEY}.model.model_id",
+    f"{HARNESS_KEY}.model.revision",
+)
+_JSON_TYPE_NAMES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}
+_INVALID_RECORD_FIX = "re-run its evaluation with overwrite=true or move the file out of the results folder"
+
+
 def read_record(path: Path) -> dict[str, Any]:
-    """Read a record written by :func:`write_json_atomic`.
+    """Read a record written by :func:`write_json_atomic` and check the keys that readers use.
 
     Raises:
-        ValueError: the file is not JSON or has no harness section.
+        ValueError: the file is not UTF-8 JSON, is not a JSON object, has no
+            harness section, lacks a key of :data:`REQUIRED_RECORD_KEYS`, or has
+            no main score for its split. The message names the file and the key.
     """
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not a valid results record: {error}") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a valid results record: {error}; {_INVALID_RECORD_FIX}") from error
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"{path} is not a valid results record: it contains {_json_type(record)}, not a JSON object; {_INVALID_RECORD_FIX}"
+        )
     if HARNESS_KEY not in record:
-        raise ValueError(f"{path} has no {HARNESS_KEY!r} section; it was not written by this harness")
+        raise ValueError(f"{path} has no {HARNESS_KEY!r} section, so this harness did not write it; {_INVALID_RECORD_FIX}")
+    require_record_keys(record, path, REQUIRED_RECORD_KEYS)
+    _require_main_scores(record, path)
     return record
+
+
+def require_record_keys(record: Mapping[str, Any], path: Path, keys: Sequence[str]) -> None:
+    """Check that ``record`` has every dotted key of ``keys``, each parent being a JSON object.
+
+    Raises:
+        ValueError: a key is missing or a parent is not an object. The message names ``path`` and the key.
+    """
+    for key in keys:
+        node: Any = record
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, Mapping):
+                parent = ".".join(parts[:depth])
+                raise ValueError(
+                    f"{path} is not a valid results record: {parent!r} is {_json_type(node)}, not a JSON object; "
+                    f"{_INVALID_RECORD_FIX}"
+                )
+            if part not in node:
+                raise ValueError(f"{path} is not a valid results record: key {key!r} is missing; {_INVALID_RECORD_FIX}")
+            node = node[part]
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _require_main_scores(record: Mapping[str, Any], path: Path) -> None:
+    split = record[HARNESS_KEY]["task"]["split"]
+    if not isinstance(split, str):
+        raise ValueError(
+            f"{path} is not a valid results record: 'harness.task.split' is {split!r}, not a split name; {_INVALID_RECORD_FIX}"
+        )
+    scores = record["scores"]
+    entries = scores.get(split) if isinstance(scores, Mapping) else None
+    valid = (
+        isinstance(entries, list)
+        and len(entries) > 0
+        and all(isinstance(entry, Mapping) and _is_number(entry.get("main_score")) for entry in entries)
+    )
+    if not valid:
+        raise ValueError(
+            f"{path} is not a valid results record: 'scores.{split}' is not a list of entries with a numeric "
+            f"'main_score'; {_INVALID_RECORD_FIX}"
+        )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def main_score(record: Mapping[str, Any]) -> float:

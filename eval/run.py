@@ -89,6 +89,7 @@ def run(cfg: "RunConfig", overrides: Optional[list[str]] = None) -> RunOutcome:
         max_length=encoder.max_length,
         dtype=encoder.effective_dtype,
         normalize=cfg.model.normalize,
+        normalize_classification=cfg.model.normalize_classification,
     )
     task_record_name = cfg.task.mteb_name if cfg.task.source == "beir" and cfg.task.mteb_name else cfg.task.name
     path = record_path(
@@ -97,6 +98,7 @@ def run(cfg: "RunConfig", overrides: Optional[list[str]] = None) -> RunOutcome:
         revision=encoder.checkpoint.revision,
         settings=settings,
         task_name=task_record_name,
+        split=cfg.task.split,
     )
     _check_writable(path.parent)
     with _record_lock(path):
@@ -126,21 +128,30 @@ def run(cfg: "RunConfig", overrides: Optional[list[str]] = None) -> RunOutcome:
 
 
 def _existing(path: Path, encoder: "E5Encoder", plan: "TaskPlan") -> RunOutcome:
-    """Return the finished record at ``path`` if it was computed from these weights and this data.
+    """Return the finished record at ``path`` if it was computed from these weights, this data and these task settings.
 
     Raises:
-        DataError: the record was computed from other weights or other data files.
+        DataError: the record cannot be read, or it was computed from other
+            weights, other data files or another split or id handling.
     """
     from eval.beir_data import DataError
 
-    record = read_record(path)
+    try:
+        record = read_record(path)
+    except ValueError as error:
+        raise DataError(str(error)) from None
     harness = record["harness"]
+    first_task = plan.parts[0].task
     fingerprints = {part.task.metadata.name: part.fingerprints for part in plan.parts}
     differences = []
     if harness["model"].get("weights_sha256") != encoder.checkpoint.weights_sha256:
         differences.append("model weights (weights_sha256)")
     if harness["task"].get("fingerprints") != fingerprints:
         differences.append("data files (task.fingerprints)")
+    if harness["task"].get("split") != first_task.eval_splits[0]:
+        differences.append(f"split (task.split={harness['task'].get('split')})")
+    if harness["task"].get("ignore_identical_ids") != getattr(first_task, "ignore_identical_ids", None):
+        differences.append(f"id handling (task.ignore_identical_ids={harness['task'].get('ignore_identical_ids')})")
     if differences:
         raise DataError(
             f"{path} exists but was computed from other {' and '.join(differences)}; "

@@ -7,6 +7,7 @@ writes; the baselines compose real Hydra configs from ``configs/``.
 from __future__ import annotations
 
 import datetime
+import json
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Any
@@ -228,15 +229,21 @@ def test_changed_data_incomparable(baseline_file: Path, tmp_path: Path) -> None:
     assert check_module.exit_code(results) == EXIT_REGRESSION
 
 
+def check_with_overrides(baseline_file: Path, tmp_path: Path, record: dict[str, Any], overrides: list[str]) -> list[check_module.CheckResult]:
+    results_dir = tmp_path / "records"
+    save_record(results_dir, record)
+    return check([baseline_file], records=[results_dir], overrides=overrides)
+
+
 def test_setting_change_within_tolerance_warns(baseline_file: Path, tmp_path: Path) -> None:
-    results = check_one(baseline_file, tmp_path, make_record(pooling="cls"))
+    results = check_with_overrides(baseline_file, tmp_path, make_record(pooling="cls"), ["model.pooling=cls"])
 
     assert results[0].status is Status.WARNING
     assert "model.pooling: expected 'mean', got 'cls'" in "\n".join(results[0].notes)
 
 
 def test_setting_change_with_drop_fails(baseline_file: Path, tmp_path: Path) -> None:
-    results = check_one(baseline_file, tmp_path, make_record(spearman=0.7, pooling="cls"))
+    results = check_with_overrides(baseline_file, tmp_path, make_record(spearman=0.7, pooling="cls"), ["model.pooling=cls"])
 
     assert results[0].status is Status.FAIL
     notes = "\n".join(results[0].notes)
@@ -252,6 +259,53 @@ def test_missing_record_incomparable(baseline_file: Path, tmp_path: Path) -> Non
     assert {result.status for result in results} == {Status.INCOMPARABLE}
     assert results[0].actual is None
     assert "no record of STSBenchmark for model minilm-l6" in results[0].notes[0]
+
+
+def test_other_settings_record_incomparable(baseline_file: Path, tmp_path: Path) -> None:
+    # A newer record with other settings must not stand in for the baseline's settings.
+    results = check_one(baseline_file, tmp_path, make_record(spearman=0.8, pooling="cls", date=1_900_000_000.0))
+
+    assert {result.status for result in results} == {Status.INCOMPARABLE}
+    assert results[0].actual is None
+    note = results[0].notes[0]
+    assert f"has the settings {SETTINGS} that the run's overrides produce" in note
+    assert "records found have settings prefix-none_cls_len256_float32" in note
+    assert check_module.exit_code(results) == EXIT_REGRESSION
+
+
+def test_invalid_record_files_skipped(baseline_file: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    results_dir = tmp_path / "records"
+    good = save_record(results_dir, make_record())
+    nameless = make_record()
+    del nameless["harness"]["task"]["name"]
+    broken = {
+        "null": "null",
+        "harness": '{"harness": {}}',
+        "nameless": json.dumps(nameless),
+    }
+    paths = []
+    for folder, text in broken.items():
+        path = results_dir / folder / "STSBenchmark.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(text, encoding="utf-8")
+        paths.append(path)
+
+    with caplog.at_level("WARNING", logger="eval.check"):
+        results = check([baseline_file], records=[results_dir])
+
+    assert [result.status for result in results] == [Status.OK, Status.OK]
+    assert results[0].record_path == str(good)
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    for path in paths:
+        assert any(message.startswith(f"Skipped: {path}") for message in warnings), path
+    assert any("key 'harness.task.name' is missing" in message for message in warnings)
+
+
+def test_main_rejects_missing_records_folder(baseline_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([str(baseline_file), "--records", str(tmp_path / "absent")]) == EXIT_INVALID
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert f"error: --records {tmp_path / 'absent'} is not a folder" in error
 
 
 def test_other_model_record_ignored(baseline_file: Path, tmp_path: Path) -> None:
@@ -501,6 +555,46 @@ def test_rebaseline_without_record_rejected(baseline_file: Path, tmp_path: Path)
     with pytest.raises(BaselineError, match="no record for STSBenchmark"):
         check_module.rebaseline_files([baseline_file], reason="x", records=[tmp_path])
 
+    assert baseline_file.read_text(encoding="utf-8") == before
+
+
+def test_rebaseline_other_settings_rejected(baseline_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save_record(tmp_path / "records", make_record(spearman=0.7, pooling="cls"))
+    before = baseline_file.read_text(encoding="utf-8")
+    arguments = [str(baseline_file), "--records", str(tmp_path / "records"), "--rebaseline", "--reason", "cls"]
+
+    assert main(arguments) == EXIT_INVALID
+    error = capsys.readouterr().err
+    assert "no record for STSBenchmark" in error
+    assert "records found have settings prefix-none_cls_len256_float32" in error
+    assert baseline_file.read_text(encoding="utf-8") == before
+
+
+def test_rebaseline_override_settings_rejected(baseline_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    save_record(tmp_path / "records", make_record(spearman=0.7, pooling="cls"))
+    before = baseline_file.read_text(encoding="utf-8")
+    arguments = [str(baseline_file), "--records", str(tmp_path / "records"), "--override", "model.pooling=cls"]
+
+    assert main([*arguments, "--rebaseline", "--reason", "cls"]) == EXIT_INVALID
+    error = capsys.readouterr().err
+    assert f"change the settings of STSBenchmark from {SETTINGS} to prefix-none_cls_len256_float32" in error
+    assert baseline_file.read_text(encoding="utf-8") == before
+
+
+def test_rebaseline_run_other_settings_rejected(baseline_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The run's record has another max_length than the baseline's settings, as when a checkpoint has fewer positions.
+    record = make_record(spearman=0.7)
+    record["harness"]["settings"] = "prefix-none_mean_len128_float32"
+    path = save_record(tmp_path / "results", record)
+    monkeypatch.setattr(check_module, "run_evaluation", lambda prepared, results_dir: check_module.RunRecord(record, path))
+    before = baseline_file.read_text(encoding="utf-8")
+
+    with pytest.raises(BaselineError) as raised:
+        check_module.rebaseline_files([baseline_file], reason="x", results_dir=tmp_path / "results")
+
+    message = str(raised.value)
+    assert "has settings prefix-none_mean_len128_float32" in message
+    assert f"produce {SETTINGS}" in message
     assert baseline_file.read_text(encoding="utf-8") == before
 
 

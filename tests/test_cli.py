@@ -159,6 +159,7 @@ def test_end_to_end_local_checkpoint(tiny_bert_dir: Path, tmp_path: Path) -> Non
         "model.max_length=64",
         f"data_dir={tmp_path / 'data'}",
         f"results_dir={tmp_path / 'results'}",
+        f"cache_dir={tmp_path / 'cache'}",
     ]
     completed = run_cli(*arguments, env={"MTEB_CACHE": str(mteb_cache)})
     assert completed.returncode == 0, completed.stderr
@@ -166,7 +167,7 @@ def test_end_to_end_local_checkpoint(tiny_bert_dir: Path, tmp_path: Path) -> Non
     records = list((tmp_path / "results").rglob("SciFact.json"))
     assert len(records) == 1
     record_file = records[0]
-    assert record_file.parent.name == "prefix-e5_mean_len64_float32"
+    assert record_file.parent.name == "prefix-e5_mean_len64_float32_clf-unnormalized"
     assert f"record: {record_file}" in completed.stdout
     assert "main score ndcg_at_10 = " in completed.stdout
     assert "Encoding SciFact" in completed.stderr  # progress bar
@@ -313,3 +314,76 @@ def test_collector_back_on_after_main(monkeypatch: pytest.MonkeyPatch) -> None:
 
     assert caught.value.code == 2
     assert gc.isenabled()
+
+
+def test_existing_record_unreadable_names_fix(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from eval.beir_data import DataError
+    from eval.run import run
+
+    write_beir_folder(tmp_path / "beir" / "scifact", CORPUS, QUERIES, QRELS)
+    overrides = ["task=beir/scifact", "model=local", f"model.path={tiny_bert_dir}", f"data_dir={tmp_path}", f"results_dir={tmp_path / 'results'}", "show_progress_bar=false"]
+    first = run(compose_run_config(overrides))
+    first.record_path.write_text(first.record_path.read_text()[:300])
+
+    with pytest.raises(DataError, match="is not a valid results record.*overwrite=true"):
+        run(compose_run_config(overrides))
+    again = run(compose_run_config([*overrides, "overwrite=true"]))
+
+    assert again.record["scores"] == first.record["scores"]
+
+
+def test_other_split_gets_own_record(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from eval.run import run
+
+    folder = write_beir_folder(tmp_path / "beir" / "scifact", CORPUS, QUERIES, QRELS)
+    write_beir_folder(folder, CORPUS, QUERIES, {"q1": QRELS["q1"]}, split="train")
+    overrides = ["task=beir/scifact", "model=local", f"model.path={tiny_bert_dir}", f"data_dir={tmp_path}", f"results_dir={tmp_path / 'results'}", "show_progress_bar=false"]
+
+    test_run = run(compose_run_config(overrides))
+    train_run = run(compose_run_config([*overrides, "task.split=train"]))
+
+    assert not train_run.skipped
+    assert test_run.record_path.name == "SciFact.json"
+    assert train_run.record_path.name == "SciFact.train.json"
+    assert train_run.record["harness"]["task"]["split"] == "train"
+    assert train_run.record_path.with_name("SciFact.train.per_query.json").is_file()
+
+
+def test_sweep_registers_each_mteb_task() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    from eval.config import register_mteb_task_configs
+
+    register_mteb_task_configs(["-m", "task=mteb/SweepTaskA,mteb/SweepTaskB,beir/scifact", "model=minilm-l6"])
+
+    registered = ConfigStore.instance().list("task/mteb")
+    assert "SweepTaskA.yaml" in registered
+    assert "SweepTaskB.yaml" in registered
+    assert "mteb" not in registered
+    assert "beir" not in registered
+
+
+def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import eval.__main__ as cli
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_main", interrupted)
+    with pytest.raises(SystemExit) as caught:
+        cli.main()
+
+    assert caught.value.code == 130
+    assert "run the same command again to resume" in capsys.readouterr().err
+
+
+def test_existing_record_other_id_handling(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from eval.beir_data import DataError
+    from eval.run import run
+
+    write_beir_folder(tmp_path / "beir" / "scifact", CORPUS, QUERIES, QRELS)
+    overrides = ["task=beir/scifact", "model=local", f"model.path={tiny_bert_dir}", f"data_dir={tmp_path}", f"results_dir={tmp_path / 'results'}", "show_progress_bar=false"]
+    run(compose_run_config(overrides))
+
+    with pytest.raises(DataError, match=r"id handling \(task.ignore_identical_ids=False\)"):
+        run(compose_run_config([*overrides, "task.ignore_identical_ids=true"]))

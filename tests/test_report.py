@@ -135,7 +135,11 @@ def test_load_records_labels(results: Path):
 
 def test_load_records_skips_manifest(results: Path):
     (results / "matrix" / "matrix.json").write_text(json.dumps({"pairs": []}))
-    assert len(report_records.load_records([results])) == 8
+
+    frame = report_records.load_records([results])
+
+    assert len(frame) == 8
+    assert frame.attrs["skipped_files"] == []
 
 
 def test_load_records_empty_folder(tmp_path: Path):
@@ -329,7 +333,155 @@ def test_cli_reports_missing_records(tmp_path: Path, capsys):
     assert "no results record found" in capsys.readouterr().err
 
 
+def write_invalid_records(folder: Path) -> list[Path]:
+    """Write files that are valid JSON or text but not valid records; return their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    complete = write_record(folder / "complete", "SciFact", values=np.full(10, 0.2))
+    record = json.loads(complete.read_text())
+    del record["harness"]["model"]["pooling"]
+    complete.unlink()
+    per_query_path(complete).unlink()
+    files = {
+        "Null.json": "null",
+        "EmptyHarness.json": json.dumps({"harness": {}}),
+        "NoPooling.json": json.dumps(record),
+        "Broken.json": "{not json",
+    }
+    paths = []
+    for name, text in files.items():
+        (folder / name).write_text(text, encoding="utf-8")
+        paths.append(folder / name)
+    (folder / "Latin1.json").write_bytes('{"task_name": "Caf\u00e9"}'.encode("latin-1"))
+    paths.append(folder / "Latin1.json")
+    return paths
+
+
+def test_load_records_warns_on_invalid(results: Path, caplog):
+    invalid = write_invalid_records(results / "invalid")
+
+    with caplog.at_level("WARNING", logger="eval.report.records"):
+        frame = report_records.load_records([results])
+
+    assert len(frame) == 8
+    assert sorted(frame.attrs["skipped_files"]) == sorted(str(path.resolve()) for path in invalid)
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    for path in invalid:
+        assert any(str(path.resolve()) in message for message in warnings), path
+    assert any("'harness.model.pooling' is missing" in message for message in warnings)
+    assert any("Skipped 5 files that are not valid records" in message for message in warnings)
+
+
+def test_cli_counts_skipped_files(results: Path, tmp_path: Path, capsys):
+    write_invalid_records(results / "invalid")
+
+    code = report_cli.main([str(results), "--output", str(tmp_path / "out"), "--resamples", "200", "--baseline", "prefix none"])
+
+    assert code == 0
+    assert "(5 files skipped as invalid, see the warnings above)" in capsys.readouterr().out
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "Skipped 5 files that are not valid records: " in markdown
+    assert "Null.json" in markdown
+
+
+def test_cli_only_invalid_records(tmp_path: Path, capsys):
+    write_invalid_records(tmp_path / "results")
+
+    assert report_cli.main([str(tmp_path / "results"), "--output", str(tmp_path / "out")]) == 1
+    assert "no results record found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_output_under_file(results: Path, tmp_path: Path, capsys):
+    regular = tmp_path / "README.md"
+    regular.write_text("text", encoding="utf-8")
+
+    assert report_cli.main([str(results), "--output", str(regular / "x")]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert error.startswith("error: invalid --output")
+    assert f"{regular} is a file, not a folder" in error
+
+
+def test_cli_unknown_task_tolerance(results: Path, tmp_path: Path, capsys):
+    code = report_cli.main([str(results), "--output", str(tmp_path / "out"), "--task-tolerance", "SciFakt=0.1"])
+
+    assert code == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert "--task-tolerance names 'SciFakt'" in error
+    assert "tasks in the records: Banking77Classification, STSBenchmark, SciFact" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_significance_shows_record_scores(tmp_path: Path):
+    # MTEB rounds the record's score to 6 decimals; the sidecar keeps the unrounded items.
+    spread = np.array([-0.1, 0.1, -0.05, 0.05, 0.0, -0.02, 0.02, 0.0, 0.01, -0.01])
+    paths = {
+        "none": write_record(tmp_path, "Banking77Classification", values=0.8217653 + spread),
+        "e5": write_record(tmp_path, "Banking77Classification", prefix_scheme="e5", values=0.9000004 + spread[::-1]),
+    }
+    for path in paths.values():
+        record = json.loads(path.read_text())
+        entry = record["scores"]["test"][0]
+        entry["main_score"] = entry["accuracy"] = round(entry["main_score"], 6)
+        write_json_atomic(path, record)
+    frame = report_records.load_records([tmp_path])
+    reference = report_records.select_environment(frame, None)
+    baseline = tables.select_checkpoint(frame, "prefix none")
+
+    table = tables.significance_table(frame, reference, baseline, n_resamples=200)
+    checkpoints, _ = render.checkpoint_display(tables.checkpoint_table(frame, reference))
+    significance, _ = render.significance_display(table, 0.95)
+
+    row = table.iloc[0]
+    assert row["baseline_score"] == 0.821765
+    assert row["candidate_score"] == 0.9
+    assert row["delta"] == pytest.approx(0.9 - 0.821765, abs=1e-12)
+    checkpoint_cells = checkpoints.set_index("checkpoint")["Banking77Classification"]
+    assert checkpoint_cells[baseline] == "0.82176"
+    assert significance["baseline"].iloc[0] == checkpoint_cells[baseline]
+    assert significance["candidate score"].iloc[0] == checkpoint_cells[row["candidate"]]
+
+
 def test_cli_rejects_bad_tolerance(capsys):
     with pytest.raises(SystemExit):
         report_cli.main(["--task-tolerance", "SciFact"])
     assert "write TaskName=0.002" in capsys.readouterr().err
+
+
+def _variant(path: Path, name: str, edit) -> Path:
+    """Copy a record to ``name`` beside it after ``edit`` changed its content."""
+    record = json.loads(path.read_text())
+    edit(record)
+    target = path.with_name(name)
+    write_json_atomic(target, record)
+    return target
+
+
+def test_classification_normalisation_separate_rows(tmp_path: Path):
+    path = write_record(tmp_path, "Banking77Classification", values=np.linspace(0, 1, 50))
+
+    def unnormalized(record):
+        record["harness"]["model"]["normalize_classification"] = False
+        record["scores"]["test"][0]["main_score"] = 0.25
+
+    _variant(path, "Banking77Classification.clf.json", unnormalized)
+    frame = report_records.load_records([tmp_path])
+
+    assert len(frame) == 2
+    assert sorted(frame["main_score"].round(6)) == [0.25, 0.5]
+    assert frame["checkpoint"].str.endswith("float32, classification unnormalized)").sum() == 1
+
+
+def test_other_split_labelled_column(tmp_path: Path):
+    path = write_record(tmp_path, "SciFact", values=np.linspace(0, 1, 50))
+
+    def train_split(record):
+        record["harness"]["task"]["split"] = "train"
+        record["scores"] = {"train": [{**record["scores"]["test"][0], "main_score": 0.75}]}
+
+    _variant(path, "SciFact.train.json", train_split)
+    frame = report_records.load_records([tmp_path])
+
+    scores = dict(zip(frame["task_name"], frame["main_score"].round(6)))
+    assert scores == {"SciFact": 0.5, "SciFact (train)": 0.75}

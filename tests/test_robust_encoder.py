@@ -272,3 +272,48 @@ def test_garbled_plan_tokenised_again(tiny_bert_dir: Path, tmp_path: Path, caplo
     assert np.array_equal(embeddings, expected)
     assert "Ignoring cached encoding plan" in caplog.text
     assert second.stats.chunks_reused == 2
+
+
+def test_unwritable_cache_warns_once(tiny_bert_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    texts = make_texts(16)
+    expected = tiny_encoder(tiny_bert_dir, chunk_size=8).embed(texts)
+    # A regular file where the cache folder should be: every write fails with an OSError.
+    blocker = tmp_path / "cache-file"
+    blocker.write_text("not a folder")
+    encoder = tiny_encoder(tiny_bert_dir, cache_dir=blocker, chunk_size=8)
+
+    with caplog.at_level(logging.WARNING, logger="eval.embedding_cache"):
+        embeddings = encoder.embed(texts)
+
+    assert np.array_equal(embeddings, expected)
+    assert encoder.stats.chunks_encoded == 2
+    assert caplog.text.count("Failed to write to the embedding cache") == 1
+
+
+def test_chunk_path_taken_by_folder(tiny_bert_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    texts = make_texts(8)
+    first = tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8)
+    expected = first.embed(texts)
+    assert first.cache is not None
+    (chunk,) = first.cache.folder.glob("*.npy")
+    chunk.unlink()
+    chunk.mkdir()
+
+    second = tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8)
+    with caplog.at_level(logging.WARNING, logger="eval.embedding_cache"):
+        embeddings = second.embed(texts)
+
+    assert np.array_equal(embeddings, expected)
+    assert "Failed to write to the embedding cache" in caplog.text
+
+
+def test_deleted_cache_folder_gets_fingerprint(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    encoder = tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8)
+    encoder.embed(make_texts(8))
+    assert encoder.cache is not None
+    shutil.rmtree(encoder.cache.folder)
+
+    encoder.embed(make_texts(8, seed=1))
+
+    assert (encoder.cache.folder / "fingerprint.json").is_file()
+    assert len(list(encoder.cache.folder.glob("*.npy"))) == 1

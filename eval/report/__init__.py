@@ -19,11 +19,11 @@ import pandas as pd
 
 from eval.atomic import write_bytes_atomic, write_text_atomic
 from eval.report import plots, render, tables
-from eval.report.records import ReportInputError, load_records, select_environment
+from eval.report.records import ReportArgumentError, ReportInputError, check_task_tolerances, load_records, select_environment
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ReportInputError", "ReportOptions", "ReportOutput", "build_report"]
+__all__ = ["ReportArgumentError", "ReportInputError", "ReportOptions", "ReportOutput", "build_report"]
 
 
 @dataclasses.dataclass
@@ -67,6 +67,8 @@ class ReportOutput:
     intervals: pd.DataFrame
     baseline: str
     reference_environment: str
+    # Files under the input paths that were skipped because they are not valid records.
+    skipped_files: list[str] = dataclasses.field(default_factory=list)
 
 
 def build_report(paths: Sequence[Path], output_dir: Path, options: Optional[ReportOptions] = None) -> ReportOutput:
@@ -74,11 +76,14 @@ def build_report(paths: Sequence[Path], output_dir: Path, options: Optional[Repo
 
     Raises:
         ReportInputError: no record found, or ``baseline``/``reference_env`` match nothing.
+        ReportArgumentError: ``task_tolerances`` names a task without a record.
     """
     options = options or ReportOptions()
     resampling = dict(n_resamples=options.n_resamples, seed=options.seed, confidence=options.confidence, ci_method=options.ci_method)
 
     frame = load_records(paths)
+    skipped_files = list(frame.attrs.get("skipped_files", []))
+    check_task_tolerances(frame, options.task_tolerances)
     reference = select_environment(frame, options.reference_env)
     baseline = tables.select_checkpoint(frame, options.baseline)
 
@@ -99,6 +104,8 @@ def build_report(paths: Sequence[Path], output_dir: Path, options: Optional[Repo
         f"{frame['environment'].nunique()} environments.",
         f"Reference environment: {reference}.",
     ]
+    if skipped_files:
+        summary.append(_skipped_summary(skipped_files))
 
     output_dir.mkdir(parents=True, exist_ok=True)
     files = {
@@ -124,7 +131,15 @@ def build_report(paths: Sequence[Path], output_dir: Path, options: Optional[Repo
     render.write_csv(files["intervals_csv"], intervals)
     logger.info("Wrote the report to %s", output_dir)
 
-    return ReportOutput(files, frame, checkpoints, significance, drift, intervals, baseline, reference)
+    return ReportOutput(files, frame, checkpoints, significance, drift, intervals, baseline, reference, skipped_files)
+
+
+def _skipped_summary(skipped_files: Sequence[str], max_named: int = 10) -> str:
+    """Count the skipped files and name the first ``max_named`` of them. The log names every one."""
+    names = ", ".join(skipped_files[:max_named])
+    if len(skipped_files) > max_named:
+        names += f" and {len(skipped_files) - max_named} more"
+    return f"Skipped {len(skipped_files)} files that are not valid records: {names}."
 
 
 def _sections(

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Optional
 
-from eval.report import ReportInputError, ReportOptions, build_report
+from eval.report import ReportArgumentError, ReportInputError, ReportOptions, build_report
 from eval.stats import CI_METHODS, ItemScoresError
 
 
@@ -20,6 +21,22 @@ def _task_tolerance(text: str) -> tuple[str, float]:
         return name.strip(), float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid --task-tolerance {text!r}; write TaskName=0.002") from None
+
+
+def output_folder_problem(output: Path) -> Optional[str]:
+    """Return why no report can be written into the folder ``output``, or None when it can be created or used.
+
+    The nearest existing folder on the path must be a folder that this user may write to.
+    """
+    for folder in (output, *output.parents):
+        if not folder.exists():
+            continue
+        if not folder.is_dir():
+            return f"invalid --output {output}: {folder} is a file, not a folder; pass a folder path"
+        if not os.access(folder, os.W_OK | os.X_OK):
+            return f"invalid --output {output}: {folder} is not writable; pass a folder you may write to"
+        return None
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,6 +70,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     if not 0 < args.confidence < 1 or not 0 < args.alpha < 1:
         print("error: --confidence and --alpha must lie strictly between 0 and 1", file=sys.stderr)
         return 2
+    problem = output_folder_problem(args.output)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     options = ReportOptions(
         baseline=args.baseline,
@@ -68,11 +89,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     try:
         output = build_report(args.paths, args.output, options)
+    except ReportArgumentError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except (ReportInputError, ItemScoresError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 
-    print(f"Report of {len(output.records)} records written to {args.output}:")
+    skipped = f" ({len(output.skipped_files)} files skipped as invalid, see the warnings above)" if output.skipped_files else ""
+    print(f"Report of {len(output.records)} records written to {args.output}{skipped}:")
     for name, path in output.files.items():
         print(f"  {name}: {path}")
     significant = output.significance[output.significance["significant"] == True]  # noqa: E712

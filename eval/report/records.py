@@ -16,24 +16,39 @@ from typing import Any, Mapping, Optional, Sequence
 import pandas as pd
 
 from eval.environment import PACKAGES
-from eval.results import HARNESS_KEY, PER_QUERY_SUFFIX, main_score, per_query_path, read_record
+from eval.matrix import MANIFEST_NAME
+from eval.results import (
+    DEFAULT_SPLIT,
+    HARNESS_KEY,
+    PER_QUERY_SUFFIX,
+    main_score,
+    per_query_path,
+    read_record,
+    require_record_keys,
+)
 
 logger = logging.getLogger(__name__)
 
 # The settings that change scores; records that agree on all of them are one checkpoint row.
-CHECKPOINT_KEYS = ("model_id", "revision", "prefix_scheme", "max_length", "dtype", "pooling", "normalize")
+CHECKPOINT_KEYS = ("model_id", "revision", "prefix_scheme", "max_length", "dtype", "pooling", "normalize", "normalize_classification")
 # The software and hardware that may move a score of the same checkpoint. The
 # dtype is in both keys: the checkpoint table keeps dtypes apart, and the
 # drift table compares them as environments of one checkpoint.
 ENVIRONMENT_KEYS = (*PACKAGES, "device", "dtype")
+# Keys of a record that the report needs beyond those that read_record checks.
+REPORT_RECORD_KEYS = tuple(f"{HARNESS_KEY}.model.{name}" for name in ("prefix_scheme", "max_length", "dtype", "pooling"))
 
 
 class ReportInputError(ValueError):
     """No usable record was found, or a reference/baseline selection matches nothing; the message names the fix."""
 
 
+class ReportArgumentError(ReportInputError):
+    """An option names something that the loaded records do not have, such as a task of --task-tolerance."""
+
+
 def find_record_files(paths: Sequence[Path]) -> list[Path]:
-    """Expand files and folders into the record files below them (sidecars excluded), sorted.
+    """Expand files and folders into the record files below them (sidecars and matrix manifests excluded), sorted.
 
     Raises:
         ReportInputError: a path does not exist.
@@ -46,7 +61,9 @@ def find_record_files(paths: Sequence[Path]) -> list[Path]:
             found.update(
                 candidate.resolve()
                 for candidate in path.rglob("*.json")
-                if not candidate.name.endswith(PER_QUERY_SUFFIX) and not candidate.name.startswith(".")
+                if not candidate.name.endswith(PER_QUERY_SUFFIX)
+                and not candidate.name.startswith(".")
+                and candidate.name != MANIFEST_NAME
             )
         else:
             raise ReportInputError(f"{path} does not exist; pass results folders or record files")
@@ -67,19 +84,33 @@ def checkpoint_label(row: Mapping[str, Any], *, with_dtype: bool = True) -> str:
         label += f", {row['dtype']}"
     if not row["normalize"]:
         label += ", unnormalized"
+    if row["normalize_classification"] != row["normalize"]:
+        label += ", classification normalized" if row["normalize_classification"] else ", classification unnormalized"
     return label + ")"
 
 
+def task_label(task_name: str, split: str) -> str:
+    """Name a task column: the task, with its split in parentheses when that is not test."""
+    return task_name if split == DEFAULT_SPLIT else f"{task_name} ({split})"
+
+
 def record_row(record: Mapping[str, Any], path: Path) -> dict[str, Any]:
-    """Flatten the fields the report needs from one record."""
+    """Flatten the fields the report needs from one record.
+
+    Raises:
+        ValueError: the record lacks a key of :data:`REPORT_RECORD_KEYS` or its
+            max_length is not an integer. The message names ``path``.
+    """
+    require_record_keys(record, path, REPORT_RECORD_KEYS)
     harness = record[HARNESS_KEY]
     model = harness["model"]
     task = harness["task"]
     environment = harness.get("environment") or {}
     packages = environment.get("packages") or {}
 
+    normalize = bool(model.get("normalize", True))
     row: dict[str, Any] = {
-        "task_name": record["task_name"],
+        "task_name": task_label(record["task_name"], task["split"]),
         "task_type": task["type"],
         "split": task["split"],
         "main_score_name": task["main_score_name"],
@@ -87,10 +118,11 @@ def record_row(record: Mapping[str, Any], path: Path) -> dict[str, Any]:
         "model_id": model["model_id"],
         "revision": model["revision"],
         "prefix_scheme": model["prefix_scheme"],
-        "max_length": int(model["max_length"]),
+        "max_length": _max_length(model["max_length"], path),
         "dtype": model["dtype"],
         "pooling": model["pooling"],
-        "normalize": bool(model.get("normalize", True)),
+        "normalize": normalize,
+        "normalize_classification": bool(model.get("normalize_classification", normalize)),
         "device": model.get("device"),
         "date": record.get("date"),
         "data_fingerprint": json.dumps(task.get("fingerprints") or {}, sort_keys=True),
@@ -104,27 +136,32 @@ def record_row(record: Mapping[str, Any], path: Path) -> dict[str, Any]:
     return row
 
 
+def _max_length(value: Any, path: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(
+            f"{path} is not a valid results record: 'harness.model.max_length' is {value!r}, not a number of tokens"
+        )
+    return value
+
+
 def load_records(paths: Sequence[Path]) -> pd.DataFrame:
     """Read every record under ``paths`` into a DataFrame with one row per record.
 
-    Files that are not records of this harness (for example a matrix
-    manifest) are skipped with a log line. When several records share the
-    checkpoint, environment and task, the newest (by MTEB's ``date``) is kept.
+    Files that are not valid records of this harness (invalid JSON, a record
+    without the keys the report needs) are skipped with a WARNING each, and
+    their paths are in ``frame.attrs["skipped_files"]``. Matrix manifests
+    are not read at all.
+    When several records share the checkpoint, environment and task, the
+    newest (by MTEB's ``date``) is kept.
 
     Raises:
         ReportInputError: no record was found.
     """
-    rows = []
-    for path in find_record_files(paths):
-        try:
-            record = read_record(path)
-        except ValueError as error:
-            logger.info("Skipping %s: %s", path, error)
-            continue
-        rows.append(record_row(record, path))
+    rows, skipped = _read_rows(find_record_files(paths))
     if not rows:
+        skipped_text = f" ({len(skipped)} files skipped as invalid, see the warnings above)" if skipped else ""
         raise ReportInputError(
-            f"no results record found under {', '.join(str(path) for path in paths)}; "
+            f"no results record found under {', '.join(str(path) for path in paths)}{skipped_text}; "
             "run `python -m eval task=... model=...` first or pass the folder that holds the records"
         )
 
@@ -143,7 +180,38 @@ def load_records(paths: Sequence[Path]) -> pd.DataFrame:
         "Loaded %d records: %d checkpoints, %d environments, %d tasks",
         len(frame), frame["checkpoint"].nunique(), frame["environment"].nunique(), frame["task_name"].nunique(),
     )
+    if skipped:
+        logger.warning("Skipped %d files that are not valid records", len(skipped))
+    frame.attrs["skipped_files"] = skipped
     return frame
+
+
+def check_task_tolerances(frame: pd.DataFrame, task_tolerances: Mapping[str, float]) -> None:
+    """Check that every task named in ``task_tolerances`` has a record in ``frame``.
+
+    Raises:
+        ReportArgumentError: a task has no record. The message lists the tasks that have one.
+    """
+    available = sorted(str(name) for name in frame["task_name"].unique())
+    unknown = sorted(set(task_tolerances) - set(available))
+    if unknown:
+        raise ReportArgumentError(
+            f"--task-tolerance names {', '.join(repr(name) for name in unknown)}, which no loaded record has; "
+            f"tasks in the records: {', '.join(available)}"
+        )
+
+
+def _read_rows(files: Sequence[Path]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Return the report rows of the valid records among ``files`` and the paths of the others."""
+    rows = []
+    skipped = []
+    for path in files:
+        try:
+            rows.append(record_row(read_record(path), path))
+        except (ValueError, OSError) as error:
+            logger.warning("Skipped: %s", error)
+            skipped.append(str(path))
+    return rows, skipped
 
 
 def environment_labels(frame: pd.DataFrame) -> pd.Series:

@@ -327,7 +327,10 @@ def _expected_settings(prepared: PreparedRun) -> str:
     from eval.config import effective_prefix_scheme
 
     cfg = prepared.config
-    settings = prepared.run.settings
+    # The baseline's stored max_length and dtype are those its record was made
+    # with, which can differ from the config's. An override of either wins.
+    overridden = {override.split("=", 1)[0].lstrip("+~") for override in prepared.overrides}
+    settings = {key: value for key, value in prepared.run.settings.items() if key not in overridden}
     return settings_slug(
         prefix_scheme=effective_prefix_scheme(cfg),
         pooling=cfg.model.pooling,

@@ -75,6 +75,7 @@ def make_record(
     *,
     test_hash: str = STS_HASH,
     pooling: str = "mean",
+    dtype: str = "float32",
     config_name: str = "minilm-l6",
     date: float = 1_800_000_000.0,
 ) -> dict[str, Any]:
@@ -95,7 +96,7 @@ def make_record(
         },
         "harness": {
             "schema_version": 1,
-            "settings": f"prefix-none_{pooling}_len256_float32",
+            "settings": f"prefix-none_{pooling}_len256_{dtype}",
             "task": {
                 "name": "STSBenchmark",
                 "type": "STS",
@@ -641,3 +642,14 @@ def test_record_copy_untouched(baseline_file: Path, tmp_path: Path) -> None:
     check([baseline_file], records=[tmp_path / "records"])
 
     assert path.read_bytes() == before
+
+
+def test_dtype_override_finds_its_record(tmp_path: Path) -> None:
+    # A baseline that stores its dtype, as re-baselined files do.
+    baseline = tmp_path / "stored-dtype.yaml"
+    baseline.write_text(BASELINE_TEXT.replace("      model.pooling: mean\n", "      model.pooling: mean\n      model.dtype: float32\n"))
+
+    results = check_with_overrides(baseline, tmp_path, make_record(dtype="bfloat16"), ["model.dtype=bfloat16"])
+
+    assert results[0].status is not Status.INCOMPARABLE
+    assert results[0].record_path.endswith("prefix-none_mean_len256_bfloat16/STSBenchmark.json")

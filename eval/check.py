@@ -281,7 +281,7 @@ def find_record(prepared: PreparedRun, folders: Sequence[Path]) -> RunRecord:
     cfg = prepared.config
     candidates: list[tuple[Path, dict[str, Any]]] = []
     for folder in folders:
-        for path in sorted(folder.rglob(record_file_name(prepared.run.task, prepared.config.task.split))):
+        for path in sorted(folder.rglob(record_file_name(prepared.run.task, cfg.task.split))):
             try:
                 record = read_record(path)
             except ValueError as error:

@@ -220,7 +220,7 @@ def venv_python(venv: Path) -> Path:
 
 
 def installed_versions(python: Path, packages: Sequence[str] = REPORTED_PACKAGES) -> dict[str, Optional[str]]:
-    """Ask ``python`` for the installed versions of ``packages``; None where a package is absent."""
+    """Return the versions of ``packages`` installed for ``python``, with None where a package is absent."""
     script = (
         "import importlib.metadata as m, json, sys\n"
         "out = {}\n"

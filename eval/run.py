@@ -392,6 +392,7 @@ def _harness_section(
             "batch_size": cfg.model.batch_size,
             "max_batch_tokens": encoder.max_batch_tokens,
             "attn_implementation": encoder.attn_implementation,
+            "linear_kernel": encoder.linear_kernel,
             "prefix_scheme": encoder.prefix_scheme,
             "prefixes": dict(stats.prefixes),
         },

@@ -9,6 +9,8 @@ import json
 import pytest
 from scipy.stats import spearmanr
 
+from eval import cpu_linear
+
 pytestmark = pytest.mark.realdata
 
 # Published MTEB leaderboard values for sentence-transformers/all-MiniLM-L6-v2.
@@ -19,6 +21,11 @@ PUBLISHED = {
     ("Banking77Classification", "accuracy"): 0.80042,
 }
 TOLERANCE = 1e-4
+
+
+def expected_linear_kernel() -> str:
+    """Return the linear layers that a float32 CPU run uses by default with this torch build."""
+    return cpu_linear.ONEDNN_KERNEL if cpu_linear.onednn_linear_available() else cpu_linear.TORCH_KERNEL
 
 
 @pytest.mark.parametrize(("task_name", "metric"), list(PUBLISHED))
@@ -33,6 +40,7 @@ def test_scifact_record_describes_the_run(real_records: dict) -> None:
     harness = real_records["SciFact"].record["harness"]
     assert harness["model"]["weights_sha256"].startswith("53aa5117")
     assert harness["model"]["max_length"] == 256
+    assert harness["model"]["linear_kernel"] == expected_linear_kernel()
     assert harness["model"]["prefixes"] == {"SciFact:query": "", "SciFact:document": ""}
     assert harness["task"]["fingerprints"]["SciFact"]["corpus"].startswith("dec31c81")
     assert harness["encoding"]["texts_by_prompt_type"] == {"query": 300, "document": 5183}

@@ -45,6 +45,7 @@ def _overrides(arguments: list[str]) -> list[str]:
 
 _UNKNOWN_KEY = re.compile(r"Key '(?P<key>[^']+)' not in '(?P<schema>\w+)'")
 _SCHEMA_SECTIONS = {"ModelConfig": "model", "TaskConfig": "task", "RunConfig": ""}
+_NOT_A_BOOL = re.compile(r"Value '[^']*' is not a valid bool")
 
 
 def _unknown_key_message(text: str) -> Optional[str]:
@@ -83,7 +84,10 @@ def _one_line(error: BaseException) -> str:
     for message in messages:
         message = message.split("\nConfig search path", 1)[0].split("\n    full_key:", 1)[0]
         lines.extend(line.strip() for line in message.splitlines() if line.strip())
-    return " ".join(lines)
+    line = " ".join(lines)
+    if _NOT_A_BOOL.search(text):
+        line += "; valid values: true, false"
+    return line
 
 
 def _check_swept_options(arguments: list[str]) -> Optional[str]:

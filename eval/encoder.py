@@ -348,10 +348,21 @@ class E5Encoder(AbsEncoder):
         return model
 
     def _planned_linear_kernel(self) -> str:
-        """Pick oneDNN's packed linear layers for float32 on the CPU when ``model.onednn_linear`` allows them."""
-        wanted = self.model_cfg.onednn_linear and self.device.type == "cpu" and self.dtype == torch.float32
-        if wanted and cpu_linear.onednn_linear_available():
+        """Pick oneDNN's packed linear layers for float32 on the CPU when ``model.onednn_linear`` allows them.
+
+        Only model types known to keep their linear layers in ``model.encoder``
+        qualify. The choice is made from the config, so a fully cached run
+        finds its cache folder without loading the weights.
+        """
+        requested = self.model_cfg.onednn_linear and self.device.type == "cpu" and self.dtype == torch.float32
+        packable = getattr(self.config, "model_type", None) in cpu_linear.PACKABLE_MODEL_TYPES
+        if requested and packable and cpu_linear.onednn_linear_available():
             return cpu_linear.ONEDNN_KERNEL
+        if requested and not packable:
+            logger.info(
+                "model.onednn_linear: model type %r is not one that eval/cpu_linear.py packs; keeping its own linear layers",
+                getattr(self.config, "model_type", None),
+            )
         return cpu_linear.TORCH_KERNEL
 
     def fingerprint(self) -> dict[str, Any]:

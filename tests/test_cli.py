@@ -105,6 +105,13 @@ def test_config_errors_are_one_line(arguments: list[str], expected: str) -> None
     assert "Traceback" not in completed.stderr
 
 
+def test_bool_error_names_valid_values() -> None:
+    completed = run_cli("task=beir/scifact", "model.onednn_linear=maybe", timeout=120)
+    lines = error_lines(completed)
+    assert completed.returncode == 2
+    assert lines == ["error: Error merging override model.onednn_linear=maybe Value 'maybe' is not a valid bool (type str); valid values: true, false"]
+
+
 def test_cfg_job_prints_config_without_running() -> None:
     completed = run_cli("task=beir/scifact", "model=minilm-l6", "--cfg", "job", timeout=120)
     assert completed.returncode == 0, completed.stderr

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertModel
+from transformers import AutoConfig, AutoModel, BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
 from eval import cpu_linear
 from eval.config import ModelConfig
@@ -63,6 +64,41 @@ def test_other_activations_not_fused() -> None:
         packed = model(input_ids=input_ids).last_hidden_state
         expected = reference(input_ids=input_ids).last_hidden_state
     torch.testing.assert_close(packed, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("model_type", sorted(cpu_linear.PACKABLE_MODEL_TYPES))
+def test_packable_model_types(model_type: str) -> None:
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(model_type, vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    model = AutoModel.from_config(config).eval()
+    reference = copy.deepcopy(model)
+    input_ids = torch.randint(5, 60, (2, 9))
+
+    assert cpu_linear.pack_linear_layers(model) is None
+
+    assert len(packed_layers(model)) == 12
+    with torch.inference_mode():
+        packed = model(input_ids=input_ids).last_hidden_state
+        expected = reference(input_ids=input_ids).last_hidden_state
+    torch.testing.assert_close(packed, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_other_model_types_keep_cache_warm(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "distilbert"
+    shutil.copytree(tiny_bert_dir, folder)
+    (folder / "config.json").unlink()
+    (folder / "model.safetensors").unlink()
+    config = DistilBertConfig(vocab_size=30, dim=32, n_layers=2, n_heads=2, hidden_dim=64, max_position_embeddings=64)
+    DistilBertModel(config).save_pretrained(folder)
+
+    cold = tiny_encoder(folder, cache_dir=tmp_path / "cache")
+    assert cold.linear_kernel == cpu_linear.TORCH_KERNEL
+    embeddings = cold.embed(SENTENCES)
+    warm = tiny_encoder(folder, cache_dir=tmp_path / "cache")
+    cached = warm.embed(SENTENCES)
+
+    assert not warm.model_loaded
+    np.testing.assert_array_equal(cached, embeddings)
 
 
 def test_unpackable_models_left_alone() -> None:

@@ -34,7 +34,7 @@ ONEDNN_KERNEL = "onednn-packed"
 SELF_CHECK_TOLERANCE = 1e-4
 
 # transformers' model types whose base model keeps every linear layer of its
-# layers inside ``model.encoder``; tests/test_cpu_linear.py checks each one.
+# layers inside ``model.encoder``, each checked by tests/test_cpu_linear.py.
 # The encoder plans packed layers only for these, so that a fully cached run
 # finds its cache folder without loading the weights.
 PACKABLE_MODEL_TYPES = frozenset({"bert", "camembert", "electra", "mpnet", "roberta", "xlm-roberta"})
@@ -59,7 +59,7 @@ class PackedLinear(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         rows = hidden.reshape(-1, self.in_features)
-        # The post-op's algorithm "none" is erf's exact GELU; other post-ops take "".
+        # For the GELU post-op, algorithm "none" selects erf's exact form. Other post-ops take "".
         post_op, algorithm = ("gelu", "none") if self.gelu else ("none", "")
         output = torch.ops.mkldnn._linear_pointwise(rows, self.packed_weight, self.bias, post_op, [], algorithm)
         return output.reshape(*hidden.shape[:-1], self.out_features)
@@ -118,7 +118,7 @@ def _fusable_gelu_owner(module: nn.Module) -> bool:
 
 
 def _self_check(in_features: int, out_features: int) -> Optional[str]:
-    """Compare a packed layer of this shape, with and without GELU, with ``nn.Linear``; return the mismatch if any.
+    """Compare a packed layer of this shape, with and without GELU, with ``nn.Linear`` and describe any mismatch.
 
     The weights are random rather than the checkpoint's, so a broken
     checkpoint (NaN weights) is not mistaken for a broken operator.

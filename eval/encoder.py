@@ -339,7 +339,7 @@ class E5Encoder(AbsEncoder):
                 logger.info("Keeping the model's own linear layers: %s", reason)
                 self.linear_kernel = cpu_linear.TORCH_KERNEL
         if (self.attn_implementation, self.linear_kernel) != planned and self.cache is not None:
-            # The fingerprint named the planned attention and linear layers;
+            # The fingerprint named the planned attention and linear layers, but
             # embeddings belong in the folder of the kernels that really run.
             self.cache = EmbeddingCache(self.cache.folder.parent, self.fingerprint())
         logger.info(
@@ -360,7 +360,7 @@ class E5Encoder(AbsEncoder):
             return cpu_linear.ONEDNN_KERNEL
         if requested and not packable:
             logger.info(
-                "model.onednn_linear: model type %r is not one that eval/cpu_linear.py packs; keeping its own linear layers",
+                "model.onednn_linear: model type %r is not among those that eval/cpu_linear.py packs, so it keeps its own linear layers",
                 getattr(self.config, "model_type", None),
             )
         return cpu_linear.TORCH_KERNEL

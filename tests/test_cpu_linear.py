@@ -40,7 +40,7 @@ def test_packed_encoder_matches_own_layers(tiny_bert_dir: Path) -> None:
     assert own.linear_kernel == cpu_linear.TORCH_KERNEL
     assert packed.linear_kernel == cpu_linear.ONEDNN_KERNEL
     assert not packed_layers(own.model)
-    # 2 layers x (query, key, value, attention output, intermediate, output); the intermediate ones carry the GELU.
+    # 2 layers x (query, key, value, attention output, intermediate, output). The intermediate ones carry the GELU.
     layers = packed_layers(packed.model)
     assert len(layers) == 12
     assert sum(layer.gelu for layer in layers) == 2

@@ -24,7 +24,7 @@ TOLERANCE = 1e-4
 
 
 def expected_linear_kernel() -> str:
-    """Return the linear layers that a float32 CPU run uses by default with this torch build."""
+    """Return the linear-layer kernel that a float32 CPU run uses by default with this torch build."""
     return cpu_linear.ONEDNN_KERNEL if cpu_linear.onednn_linear_available() else cpu_linear.TORCH_KERNEL
 
 

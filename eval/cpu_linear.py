@@ -5,9 +5,10 @@ GEMM after copying the bias into the output, and the feed-forward GELU as a
 separate pass over the activations. Inductor's freezing replaces both with
 one oneDNN call on weights reordered once for the CPU, but compiling takes
 longer than it saves on a single evaluation (docs/BENCHMARKS.md).
-transformers, sentence-transformers and PyTorch's public API have no eager
-module for that kernel, so this one calls the operator that freezing emits,
-``torch.ops.mkldnn._linear_pointwise``. With all-MiniLM-L6-v2 a SciFact run
+PyTorch's ``torch.utils.mkldnn.MkldnnLinear`` converts every input to
+oneDNN's layout and back and applies no GELU, and transformers and
+sentence-transformers have no such module. So this one calls the operator
+that freezing emits, ``torch.ops.mkldnn._linear_pointwise``. With all-MiniLM-L6-v2 a SciFact run
 encodes 7% faster than with ``nn.Linear``, with embeddings within 2e-7.
 
 The operator is private to PyTorch. So before swapping any layer,
